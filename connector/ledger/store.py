@@ -1,0 +1,455 @@
+"""Ledger operations. Each method is one short transaction; arguments are keyword-only.
+
+The ledger, not a lock, is what makes a write correct: claims are conditional UPDATEs or
+INSERT ... ON CONFLICT, and a field write is recorded `planned` before the CRM call and
+`confirmed` after it, keyed by an idempotency key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from connector.ledger.tables import (
+    Enrichment,
+    FieldWrite,
+    Lead,
+    LeadEvent,
+    ProviderCircuit,
+    SourceCursor,
+    SpendDay,
+    SyncRun,
+    utcnow,
+)
+
+IN_FLIGHT = ("enriching", "writing")
+TERMINAL = ("done", "skipped", "failed", "deferred")
+
+
+def idempotency_key(*, source: str, record_id: str, field: str, before: Any, after: Any, generation: int = 0) -> str:
+    """The key of one field write. `generation` counts the confirmed writes of this field before
+    it: a retry of the same decision gets the same key, while the same change made again later
+    (a person emptied the field, or a value went A -> C -> A) gets a new one."""
+    material = json.dumps([source, record_id, field, before, after, generation], sort_keys=True, default=str)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """Outcome of claiming a paid lookup: `row` is the cached answer, or `token` says we own the call."""
+
+    row: Enrichment | None
+    token: str | None
+
+
+class Ledger:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+            session.commit()
+
+    def _insert(self, table: Any) -> Any:
+        return pg_insert(table) if self.engine.dialect.name == "postgresql" else sqlite_insert(table)
+
+    # ---- runs and cursors -------------------------------------------------------------------
+
+    def start_run(
+        self, *, run_key: str, source: str, kind: str, window_start: datetime, window_end: datetime
+    ) -> SyncRun | None:
+        """Create the run, or return None when `run_key` already exists (a duplicate kick-off)."""
+        now = utcnow()
+        stmt = (
+            self._insert(SyncRun)
+            .values(
+                run_key=run_key,
+                source=source,
+                kind=kind,
+                status="running",
+                window_start=window_start,
+                window_end=window_end,
+                started_at=now,
+                report={},
+            )
+            .on_conflict_do_nothing(index_elements=["run_key"])
+            .returning(SyncRun.id)
+        )
+        with self.session() as s:
+            if s.connection().execute(stmt).first() is None:
+                return None
+            return s.exec(select(SyncRun).where(SyncRun.run_key == run_key)).one()
+
+    def finish_run(self, *, run_id: int, status: str, report: dict[str, Any]) -> None:
+        with self.session() as s:
+            run = s.get(SyncRun, run_id)
+            assert run is not None
+            run.status, run.report, run.finished_at = status, report, utcnow()
+            s.add(run)
+
+    def runs(self, *, limit: int = 20) -> list[SyncRun]:
+        with self.session() as s:
+            return list(s.exec(select(SyncRun).order_by(col(SyncRun.id).desc()).limit(limit)))
+
+    def get_cursor(self, *, source: str) -> datetime | None:
+        with self.session() as s:
+            row = s.get(SourceCursor, source)
+            return row.watermark if row else None
+
+    def set_cursor(self, *, source: str, watermark: datetime) -> None:
+        """Move the watermark forward only; use `rewind_cursor` to go back on purpose."""
+        with self.session() as s:
+            row = s.get(SourceCursor, source)
+            if row is None:
+                s.add(SourceCursor(source=source, watermark=watermark, updated_at=utcnow()))
+            elif watermark > row.watermark:
+                row.watermark, row.updated_at = watermark, utcnow()
+                s.add(row)
+
+    def rewind_cursor(self, *, source: str, watermark: datetime) -> None:
+        with self.session() as s:
+            row = s.get(SourceCursor, source) or SourceCursor(source=source, watermark=watermark, updated_at=utcnow())
+            row.watermark, row.updated_at = watermark, utcnow()
+            s.add(row)
+
+    # ---- leads ------------------------------------------------------------------------------
+
+    def upsert_lead(self, *, source: str, record_id: str, email: str, crm_created_at: datetime | None) -> int:
+        now = utcnow()
+        stmt = (
+            self._insert(Lead)
+            .values(
+                source=source, record_id=record_id, email=email, crm_created_at=crm_created_at,
+                state="new", reason="", detail="", retryable=False, attempts=0, updated_at=now,
+            )
+            .on_conflict_do_update(index_elements=["source", "record_id"], set_={"email": email})
+        )
+        with self.session() as s:
+            s.connection().execute(stmt)
+            lead_id = s.exec(
+                select(Lead.id).where(Lead.source == source, Lead.record_id == record_id)
+            ).one()
+            assert lead_id is not None
+            return lead_id
+
+    def claim_lead(self, *, lead_id: int, run_id: int, ttl: timedelta, via: str) -> bool:
+        """Take the lead for this run: not when this run already has it, nor while another
+        worker's claim is alive. Returns whether we own it now."""
+        now = utcnow()
+        stmt = (
+            update(Lead)
+            .where(
+                col(Lead.id) == lead_id,
+                or_(
+                    col(Lead.state).not_in(IN_FLIGHT)
+                    & or_(col(Lead.run_id).is_(None), col(Lead.run_id) != run_id),
+                    col(Lead.state).in_(IN_FLIGHT) & (col(Lead.claimed_until) < now),
+                ),
+            )
+            .values(
+                state="enriching", run_id=run_id, claimed_until=now + ttl,
+                attempts=Lead.attempts + 1, updated_at=now,
+            )
+        )
+        with self.session() as s:
+            won = s.connection().execute(stmt).rowcount == 1
+            if won:
+                s.add(LeadEvent(lead_id=lead_id, run_id=run_id, at=now, via=via, state="enriching"))
+            return won
+
+    def set_lead_state(
+        self,
+        *,
+        lead_id: int,
+        run_id: int | None,
+        via: str,
+        state: str,
+        reason: str = "",
+        detail: str = "",
+        retryable: bool = False,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        now = utcnow()
+        with self.session() as s:
+            lead = s.get(Lead, lead_id)
+            assert lead is not None
+            lead.state, lead.reason, lead.detail = state, reason, detail[:2000]
+            lead.retryable, lead.next_attempt_at, lead.updated_at = retryable, next_attempt_at, now
+            if state not in IN_FLIGHT:
+                lead.claimed_until = None
+            s.add(lead)
+            s.add(LeadEvent(lead_id=lead_id, run_id=run_id, at=now, via=via, state=state,
+                            reason=reason, detail=detail[:2000]))
+
+    def leads_due(self, *, source: str, now: datetime, limit: int = 10_000) -> list[Lead]:
+        """Failed-retryable and deferred leads whose time has come, oldest first, plus in-flight
+        leads whose claim expired (a worker died)."""
+        with self.session() as s:
+            query = (
+                select(Lead)
+                .where(
+                    Lead.source == source,
+                    or_(
+                        (col(Lead.state).in_(("failed", "deferred")) & (col(Lead.retryable).is_(True))
+                         & or_(col(Lead.next_attempt_at).is_(None), col(Lead.next_attempt_at) <= now)),
+                        (col(Lead.state).in_(IN_FLIGHT) & (col(Lead.claimed_until) < now)),
+                    ),
+                )
+                .order_by(col(Lead.crm_created_at), col(Lead.id))
+                .limit(limit)
+            )
+            return list(s.exec(query))
+
+    def find_leads(self, *, key: str) -> list[Lead]:
+        """Leads whose record id, or whose email (case-insensitive), is `key`."""
+        with self.session() as s:
+            query = select(Lead).where(
+                or_(Lead.record_id == key, func.lower(Lead.email) == key.strip().lower())
+            )
+            return list(s.exec(query.order_by(col(Lead.id))))
+
+    def lead(self, *, lead_id: int) -> Lead | None:
+        with self.session() as s:
+            return s.get(Lead, lead_id)
+
+    def lead_events(self, *, lead_id: int) -> list[LeadEvent]:
+        with self.session() as s:
+            return list(s.exec(select(LeadEvent).where(LeadEvent.lead_id == lead_id).order_by(col(LeadEvent.id))))
+
+    def count_states(self, *, run_id: int) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.exec(
+                select(Lead.state, Lead.reason, func.count()).where(Lead.run_id == run_id).group_by(Lead.state, Lead.reason)
+            ).all()
+        counts: dict[str, int] = {}
+        for state, reason, n in rows:
+            label = f"{state}({reason})" if reason else state
+            counts[label] = counts.get(label, 0) + n
+        return counts
+
+    # ---- field decisions and writes ---------------------------------------------------------
+
+    def last_written(self, *, lead_id: int, field: str) -> Any | None:
+        """The value we last wrote (or planned to write) into `field`, None if never."""
+        with self.session() as s:
+            row = s.exec(
+                select(FieldWrite)
+                .where(
+                    FieldWrite.lead_id == lead_id,
+                    FieldWrite.field == field,
+                    col(FieldWrite.state).in_(("planned", "confirmed")),
+                )
+                .order_by(col(FieldWrite.id).desc())
+                .limit(1)
+            ).first()
+            return row.new_value if row else None
+
+    def confirmed_count(self, *, lead_id: int, field: str) -> int:
+        with self.session() as s:
+            return int(s.exec(
+                select(func.count()).select_from(FieldWrite).where(
+                    FieldWrite.lead_id == lead_id, FieldWrite.field == field, FieldWrite.state == "confirmed")
+            ).one())
+
+    def planned_writes(self, *, lead_id: int) -> list[FieldWrite]:
+        with self.session() as s:
+            return list(
+                s.exec(select(FieldWrite).where(FieldWrite.lead_id == lead_id, FieldWrite.state == "planned"))
+            )
+
+    def record_skip(
+        self, *, lead_id: int, run_id: int | None, via: str, field: str, reason: str, detail: str = "",
+        old_value: Any = None, new_value: Any = None, provider: str | None = None, rule: str | None = None,
+    ) -> None:
+        with self.session() as s:
+            s.add(FieldWrite(
+                lead_id=lead_id, run_id=run_id, via=via, field=field, old_value=old_value,
+                new_value=new_value, provider=provider, rule=rule, decision="skip", reason=reason,
+                detail=detail[:2000], state="recorded", created_at=utcnow(),
+            ))
+
+    def plan_write(
+        self, *, lead_id: int, run_id: int | None, via: str, key: str, field: str, old_value: Any,
+        new_value: Any, provider: str | None, rule: str | None, reason: str,
+    ) -> FieldWrite:
+        """Record the write as planned; when the key exists already, return that row instead
+        (a retry of the same decision): its state says whether the write still has to happen."""
+        with self.session() as s:
+            existing = s.exec(select(FieldWrite).where(FieldWrite.idempotency_key == key)).first()
+            if existing is not None:
+                return existing
+        row = FieldWrite(
+            lead_id=lead_id, run_id=run_id, via=via, field=field, old_value=old_value,
+            new_value=new_value, provider=provider, rule=rule, decision="write", reason=reason,
+            idempotency_key=key, state="planned", created_at=utcnow(),
+        )
+        try:
+            with self.session() as s:
+                s.add(row)
+            return row
+        except IntegrityError:
+            with self.session() as s:
+                return s.exec(select(FieldWrite).where(FieldWrite.idempotency_key == key)).one()
+
+    def mark_writes(self, *, ids: list[int], state: str, error: str = "") -> None:
+        if not ids:
+            return
+        values: dict[str, Any] = {"state": state, "error": error[:2000]}
+        if state == "confirmed":
+            values["written_at"] = utcnow()
+        with self.session() as s:
+            s.connection().execute(update(FieldWrite).where(col(FieldWrite.id).in_(ids)).values(**values))
+
+    def field_writes(self, *, lead_id: int) -> list[FieldWrite]:
+        with self.session() as s:
+            return list(s.exec(select(FieldWrite).where(FieldWrite.lead_id == lead_id).order_by(col(FieldWrite.id))))
+
+    def count_writes(self, *, run_id: int) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.exec(
+                select(FieldWrite.decision, FieldWrite.reason, FieldWrite.state, func.count())
+                .where(FieldWrite.run_id == run_id)
+                .group_by(FieldWrite.decision, FieldWrite.reason, FieldWrite.state)
+            ).all()
+        return {f"{d}:{r}:{st}": n for d, r, st, n in rows}
+
+    # ---- enrichment cache and credit claims -------------------------------------------------
+
+    def cached_answer(self, *, endpoint: str, lookup_key: str) -> Enrichment | None:
+        with self.session() as s:
+            return s.exec(
+                select(Enrichment).where(Enrichment.endpoint == endpoint, Enrichment.lookup_key == lookup_key)
+            ).first()
+
+    def claim_lookup(
+        self, *, provider: str, endpoint: str, lookup_key: str, credit_pool: str | None,
+        fresh_after: datetime, ttl: timedelta,
+    ) -> ClaimResult:
+        """Claim the right to make a (paid) lookup. Returns the fresh cached row, or a token when
+        this caller must make the call; (None, None) means another worker is calling: wait."""
+        now = utcnow()
+        token = secrets.token_hex(16)
+        insert = (
+            self._insert(Enrichment)
+            .values(
+                provider=provider, endpoint=endpoint, lookup_key=lookup_key, credit_pool=credit_pool,
+                status="claimed", claim_token=token, claimed_until=now + ttl, detail="",
+                credits_spent=0, calls=0,
+            )
+            .on_conflict_do_nothing(index_elements=["endpoint", "lookup_key"])
+            .returning(Enrichment.id)
+        )
+        with self.session() as s:
+            if s.connection().execute(insert).first() is not None:
+                return ClaimResult(None, token)
+        with self.session() as s:
+            row = s.exec(
+                select(Enrichment).where(Enrichment.endpoint == endpoint, Enrichment.lookup_key == lookup_key)
+            ).one()
+            if row.status in ("matched", "no_match") and row.fetched_at and row.fetched_at >= fresh_after:
+                return ClaimResult(row, None)
+            if row.status == "claimed" and row.claimed_until and row.claimed_until > now:
+                return ClaimResult(None, None)
+            taken = s.connection().execute(
+                update(Enrichment)
+                .where(col(Enrichment.id) == row.id, Enrichment.claim_token == row.claim_token)
+                .values(status="claimed", claim_token=token, claimed_until=now + ttl)
+            ).rowcount == 1
+            return ClaimResult(None, token if taken else None)
+
+    def store_answer(
+        self, *, endpoint: str, lookup_key: str, token: str, status: str, payload: dict[str, Any] | None,
+        detail: str, charge_window: timedelta | None,
+    ) -> int:
+        """Store the answer of a claimed lookup; returns the credits this answer cost (0 inside
+        the vendor's no-recharge window, or for a no-match)."""
+        now = utcnow()
+        with self.session() as s:
+            row = s.exec(
+                select(Enrichment).where(Enrichment.endpoint == endpoint, Enrichment.lookup_key == lookup_key)
+            ).one()
+            credits = 0
+            if status == "matched" and row.credit_pool:
+                recharge = row.first_charged_at is None or (
+                    charge_window is not None and now - row.first_charged_at >= charge_window
+                )
+                if recharge:
+                    credits = 1
+                    row.first_charged_at = now
+            row.status, row.payload, row.detail = status, payload, detail[:2000]
+            row.fetched_at, row.claimed_until, row.claim_token = now, None, ""
+            row.credits_spent += credits
+            row.calls += 1
+            s.add(row)
+            return credits
+
+    def release_lookup(self, *, endpoint: str, lookup_key: str, token: str, detail: str) -> None:
+        """Give a claim back after a failed call, so another worker (or a retry) may try."""
+        with self.session() as s:
+            s.connection().execute(
+                update(Enrichment)
+                .where(Enrichment.endpoint == endpoint, Enrichment.lookup_key == lookup_key,
+                       Enrichment.claim_token == token)
+                .values(status="failed", claimed_until=None, claim_token="", detail=detail[:2000])
+            )
+
+    def credits_spent(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.exec(
+                select(Enrichment.provider, func.coalesce(func.sum(Enrichment.credits_spent), 0)).group_by(Enrichment.provider)
+            ).all()
+        return {provider: int(total) for provider, total in rows}
+
+    # ---- circuits and spend -----------------------------------------------------------------
+
+    def open_circuit(self, *, provider: str, reason: str, detail: str, until: datetime | None) -> None:
+        with self.session() as s:
+            row = s.get(ProviderCircuit, provider) or ProviderCircuit(provider=provider, reason=reason, opened_at=utcnow())
+            row.reason, row.detail, row.until = reason, detail[:2000], until
+            s.add(row)
+
+    def open_circuits(self, *, now: datetime) -> dict[str, ProviderCircuit]:
+        with self.session() as s:
+            rows = s.exec(select(ProviderCircuit)).all()
+        return {r.provider: r for r in rows if r.until is None or r.until > now}
+
+    def clear_circuit(self, *, provider: str) -> bool:
+        with self.session() as s:
+            row = s.get(ProviderCircuit, provider)
+            if row is None:
+                return False
+            s.delete(row)
+            return True
+
+    def add_spend(self, *, vendor: str, pool: str, day: str, calls: int = 0, credits: int = 0) -> None:
+        stmt = (
+            self._insert(SpendDay)
+            .values(vendor=vendor, pool=pool, day=day, calls=calls, credits=credits)
+            .on_conflict_do_update(
+                index_elements=["vendor", "pool", "day"],
+                set_={"calls": SpendDay.calls + calls, "credits": SpendDay.credits + credits},
+            )
+        )
+        with self.session() as s:
+            s.connection().execute(stmt)
+
+    def spend(self, *, vendor: str | None = None) -> list[SpendDay]:
+        with self.session() as s:
+            query = select(SpendDay)
+            if vendor:
+                query = query.where(SpendDay.vendor == vendor)
+            return list(s.exec(query.order_by(col(SpendDay.day), col(SpendDay.vendor))))

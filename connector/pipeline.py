@@ -1,0 +1,523 @@
+"""The vendor-neutral night: plan → poll → claim → enrich → map → diff → write → record.
+
+The pipeline sees a `Source`, a `Mapping` and named `Provider`s; it never knows which vendor
+is behind them. Every lead ends in a ledger state with a reason, and every field decision is
+recorded, so `connector explain` can answer for each lead and field.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from connector.decisions import BadValue, Decision, canonical, decide, protected_reason
+from connector.enrichment import Enricher
+from connector.errors import (
+    ConfigError,
+    ConnectorError,
+    MappingError,
+    QuotaExhausted,
+    RateLimited,
+    RejectedRequest,
+    TransientError,
+    WindowClosed,
+)
+from connector.ledger import Ledger, idempotency_key
+from connector.ledger.tables import FieldWrite, SyncRun
+from connector.limiter import Limiter
+from connector.mapping import Mapping, check_providers, load_mapping
+from connector.models import CrmField, CrmLead, RecordUpdate
+from connector.providers.base import Provider
+from connector.redaction import redact
+from connector.registry import PROVIDERS, SOURCES, load_all
+from connector.settings import Settings
+from connector.sources.base import Source, VendorContext
+
+log = logging.getLogger(__name__)
+CLAIM_TTL = timedelta(minutes=10)
+RETRY_DELAY = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Window:
+    kind: str  # night or manual
+    start: datetime
+    end: datetime
+    key: str
+
+    @property
+    def deadline(self) -> float:
+        return self.end.timestamp()
+
+
+def current_window(settings: Settings, now: datetime | None = None, *, scheduled: bool = False) -> Window:
+    """The window a run started now works in.
+
+    Scheduled inside tonight's window: that night's run (its key makes a second start a no-op).
+    By hand: a run of its own, ending with tonight's window when started inside it, else lasting
+    the configured length from now."""
+    now = now or datetime.now(timezone.utc)
+    length = timedelta(minutes=settings.window.length_minutes)
+    start = datetime.combine(now.date(), settings.window.start, tzinfo=timezone.utc)
+    for candidate in (start - timedelta(days=1), start):
+        if candidate <= now < candidate + length:
+            if scheduled:
+                return Window("night", candidate, candidate + length, f"night:{candidate:%Y-%m-%d}")
+            return Window("manual", now, candidate + length, f"manual:{uuid.uuid4().hex[:12]}")
+    return Window("manual", now, now + length, f"manual:{uuid.uuid4().hex[:12]}")
+
+
+@dataclass
+class Runtime:
+    """Everything one source's run needs, built from settings."""
+
+    settings: Settings
+    ledger: Ledger
+    source: Source
+    mapping: Mapping
+    providers: dict[str, Provider]
+    crm_fields: dict[str, CrmField]
+
+    def close(self) -> None:
+        self.source.close()
+        for provider in self.providers.values():
+            provider.close()
+
+
+def enabled_sources(settings: Settings) -> list[str]:
+    load_all()
+    return [name for name in SOURCES if getattr(getattr(settings.sources, name, None), "enabled", False)]
+
+
+def check_mapping_fields(mapping: Mapping, crm_fields: dict[str, CrmField]) -> None:
+    """Every mapped and identity field must exist on the CRM object; mapped ones must be writable."""
+    from connector.mapping import _line_of  # noqa: PLC0415  (line numbers for the message)
+    import yaml  # noqa: PLC0415
+
+    root = yaml.compose(mapping.file.read_text(encoding="utf-8"))
+    for key, crm_name in mapping.identity.items():
+        if crm_name not in crm_fields:
+            line = _line_of(root, ["identity", key])
+            raise MappingError(
+                f"{mapping.file}, line {line}: identity '{key}' names field '{crm_name}', which {mapping.object} lacks",
+                fix=f"use one of the CRM's fields, e.g. {', '.join(sorted(crm_fields)[:8])}",
+            )
+    for target in mapping.fields:
+        line = _line_of(root, ["fields", target])
+        if target not in crm_fields:
+            raise MappingError(
+                f"{mapping.file}, line {line}: field '{target}' does not exist on {mapping.object}",
+                fix="correct the field's API name (check the CRM's object manager) or remove it",
+            )
+        if not crm_fields[target].updateable:
+            raise MappingError(
+                f"{mapping.file}, line {line}: field '{target}' is read-only in the CRM",
+                fix="map into a writable field, or ask the admin to grant edit access to the integration user",
+            )
+
+
+def build_runtime(settings: Settings, ledger: Ledger, limiter: Limiter, source_name: str) -> Runtime:
+    """Load the mapping and vendors for one source and check the mapping against the live schema,
+    all before any enrichment call is made."""
+    load_all()
+    context = VendorContext(settings, limiter)
+    source_settings = getattr(settings.sources, source_name)
+    mapping = load_mapping(settings.resolved_mappings_dir / source_settings.mapping)
+    if mapping.source != source_name:
+        raise MappingError(
+            f"{mapping.file}: 'source: {mapping.source}' but it is configured for source '{source_name}'",
+            fix=f"set 'source: {source_name}' in the file or point sources.{source_name}.mapping at the right file",
+        )
+    enabled = {n for n in PROVIDERS if getattr(getattr(settings.providers, n, None), "enabled", False)}
+    check_providers(mapping, enabled)
+    source = SOURCES[source_name](context)
+    providers: dict[str, Provider] = {}
+    try:
+        providers = {name: PROVIDERS[name](context) for name in mapping.providers}
+        crm_fields = source.describe(deadline=None)
+        check_mapping_fields(mapping, crm_fields)
+    except BaseException:
+        source.close()
+        for provider in providers.values():
+            provider.close()
+        raise
+    return Runtime(settings, ledger, source, mapping, providers, crm_fields)
+
+
+def valid_email(raw: str) -> str | None:
+    email = raw.strip()
+    if not email:
+        return None
+    try:
+        return validate_email(email, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        return None
+
+
+@dataclass
+class LeadWork:
+    """One claimed lead on its way through the pipeline."""
+
+    lead_id: int
+    crm: CrmLead
+    writes: list[FieldWrite] = field(default_factory=list)
+    fields_unchanged: int = 0
+
+
+@dataclass
+class RunReport:
+    source: str
+    run_id: int
+    run_key: str
+    window: Window
+    states: dict[str, int] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    credits: dict[str, int] = field(default_factory=dict)
+    fields_written: int = 0
+    seconds: float = 0.0
+    status: str = "finished"
+    polled: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "states": self.states, "calls": self.calls, "credits": self.credits,
+            "fields_written": self.fields_written, "seconds": round(self.seconds, 2), "polled": self.polled,
+        }
+
+
+Progress = Callable[[int, int], None]
+
+
+class SourceRun:
+    """One source's run inside one window."""
+
+    def __init__(self, rt: Runtime, *, run: SyncRun, window: Window, via: str = "night",
+                 progress: Progress | None = None) -> None:
+        assert run.id is not None
+        self.rt, self.run_id, self.window, self.via = rt, run.id, window, via
+        self.source_name = rt.source.name
+        self.enricher = Enricher(ledger=rt.ledger, providers=rt.providers)
+        self.progress = progress or (lambda done, total: None)
+        self.done = 0
+        self.total = 0
+        self.fields_written = 0
+        self.polled = 0
+
+    # ---- the run ----------------------------------------------------------------------------
+
+    def execute(self) -> None:
+        deadline = self.window.deadline
+        fields = self.rt.mapping.crm_fields_to_read
+        due = self.rt.ledger.leads_due(source=self.source_name, now=datetime.now(timezone.utc))
+        if due:
+            self.total += len(due)
+            current = self.rt.source.read(record_ids=[l.record_id for l in due], fields=fields, deadline=deadline)
+            found = {c.record_id for c in current}
+            for lead in due:
+                if lead.record_id not in found:
+                    self._set(lead.id, "skipped", "not_found", "the record no longer exists in the CRM")  # type: ignore[arg-type]
+            self.process(current)
+        cursor = self.rt.ledger.get_cursor(source=self.source_name)
+        settings = self.rt.settings
+        if cursor is None:
+            cursor = settings.initial_watermark or (self.window.start - timedelta(hours=24))
+            self.rt.ledger.set_cursor(source=self.source_name, watermark=cursor)
+        since = cursor - timedelta(minutes=settings.poll_overlap_minutes)
+        try:
+            for page in self.rt.source.poll_new(since=since, fields=fields, deadline=deadline):
+                self.polled += len(page)
+                self.total += len(page)
+                self.process(page)
+                if page:
+                    self.rt.ledger.set_cursor(source=self.source_name, watermark=max(l.created_at for l in page))
+                if time.time() >= deadline:
+                    break
+        except WindowClosed:
+            log.info("%s: the window ended while polling; the rest waits for the next night", self.source_name)
+
+    def process(self, leads: Sequence[CrmLead]) -> None:
+        claimed: list[LeadWork] = []
+        for crm in leads:
+            email = str(crm.values.get(self.rt.mapping.identity["email"]) or "")
+            lead_id = self.rt.ledger.upsert_lead(
+                source=self.source_name, record_id=crm.record_id, email=email.strip(), crm_created_at=crm.created_at
+            )
+            if self.rt.ledger.claim_lead(lead_id=lead_id, run_id=self.run_id, ttl=CLAIM_TTL, via=self.via):
+                claimed.append(LeadWork(lead_id, crm))
+            else:
+                self.total -= 1
+        with ThreadPoolExecutor(max_workers=self.rt.settings.workers, thread_name_prefix="lead") as pool:
+            prepared = list(pool.map(self._prepare_safely, claimed))
+        ready = [work for work in prepared if work is not None]
+        size = self.rt.source.write_batch_size
+        for start in range(0, len(ready), size):
+            self._write(ready[start : start + size])
+
+    # ---- one lead ---------------------------------------------------------------------------
+
+    def _set(self, lead_id: int, state: str, reason: str = "", detail: str = "", *,
+             retryable: bool = False, next_attempt_at: datetime | None = None, count: bool = True) -> None:
+        self.rt.ledger.set_lead_state(
+            lead_id=lead_id, run_id=self.run_id, via=self.via, state=state, reason=reason,
+            detail=redact(detail), retryable=retryable, next_attempt_at=next_attempt_at,
+        )
+        if count and state not in ("enriching", "writing"):
+            self.done += 1
+            self.progress(self.done, max(self.total, self.done))
+
+    def _prepare_safely(self, work: LeadWork) -> LeadWork | None:
+        try:
+            return self._prepare(work)
+        except Exception as exc:  # one lead's surprise must not end the night; it stays traceable
+            log.exception("lead %s failed unexpectedly", work.crm.record_id)
+            self._set(work.lead_id, "failed", "internal_error", f"{type(exc).__name__}: {exc}", retryable=True,
+                      next_attempt_at=datetime.now(timezone.utc) + RETRY_DELAY)
+            return None
+
+    def _reconcile_planned(self, work: LeadWork) -> None:
+        """A write recorded `planned` whose value the CRM already holds was applied before a crash
+        or a lost reply: confirm it without writing again."""
+        for row in self.rt.ledger.planned_writes(lead_id=work.lead_id):
+            crm_field = self.rt.crm_fields.get(row.field)
+            if crm_field is None:
+                continue
+            try:
+                holds = canonical(work.crm.values.get(row.field), crm_field) == row.new_value
+            except BadValue:
+                holds = False
+            if holds:
+                self.rt.ledger.mark_writes(ids=[row.id], state="confirmed", error="")  # type: ignore[list-item]
+
+    def _prepare(self, work: LeadWork) -> LeadWork | None:
+        rt, deadline = self.rt, self.window.deadline
+        self._reconcile_planned(work)
+        identity = rt.mapping.identity_of(work.crm.values)
+        if valid_email(identity.email) is None:
+            what = "blank" if not identity.email.strip() else f"'{identity.email.strip()[:80]}' is not a valid address"
+            self._set(work.lead_id, "skipped", "invalid_email", f"email {what}; no vendor was called",
+                      retryable=False)
+            return None
+        last_written: dict[str, Any] = {}
+        pending: list[str] = []
+        decisions: list[Decision] = []
+        for target, rule in rt.mapping.fields.items():
+            crm_field = rt.crm_fields[target]
+            last_written[target] = rt.ledger.last_written(lead_id=work.lead_id, field=target)
+            reason = protected_reason(policy=rule.policy, field=crm_field, current=work.crm.values.get(target),
+                                      last_written=last_written[target])
+            if reason is None:
+                pending.append(target)
+            else:
+                decisions.append(decide(field=crm_field, policy=rule.policy, candidate=None,
+                                        current=work.crm.values.get(target), last_written=last_written[target],
+                                        rule=rule.rule_text))
+        needed = list(dict.fromkeys(p for t in pending for p in rt.mapping.fields[t].providers))
+        payloads: dict[str, Any] = {}
+        no_match: dict[str, str] = {}
+        failures: dict[str, ConnectorError] = {}
+        for provider in needed:
+            try:
+                answer = self.enricher.answer(provider, identity, deadline=deadline)
+                payloads[provider] = answer.payload
+                if answer.payload is None:
+                    no_match[provider] = answer.detail or "no match"
+            except WindowClosed as exc:
+                self._set(work.lead_id, "deferred", "window_end", exc.message, retryable=True)
+                return None
+            except ConnectorError as exc:
+                failures[provider] = exc
+        for target in pending:
+            rule = rt.mapping.fields[target]
+            decisions.append(decide(
+                field=rt.crm_fields[target], policy=rule.policy, candidate=rule.pick(payloads),
+                current=work.crm.values.get(target), last_written=last_written[target], rule=rule.rule_text,
+            ))
+        self._record(work, decisions)
+        if needed and not any(payloads.get(p) for p in needed):
+            if failures:
+                self._defer_for(work, failures)
+            else:
+                details = "; ".join(f"{p}: {no_match.get(p, 'no match')}" for p in needed)
+                self._set(work.lead_id, "skipped", "no_match", details, retryable=False)
+            return None
+        if failures and not work.writes:
+            self._defer_for(work, failures)
+            return None
+        if not work.writes:
+            reason = "up_to_date" if needed else "all_fields_protected"
+            self._set(work.lead_id, "done", reason, self._summary(decisions))
+            return None
+        self._set(work.lead_id, "writing", count=False)
+        return work
+
+    def _defer_for(self, work: LeadWork, failures: dict[str, ConnectorError]) -> None:
+        provider, error = next(iter(failures.items()))
+        detail = "; ".join(f"{p}: {e.message}" for p, e in failures.items())
+        if isinstance(error, QuotaExhausted):
+            self._set(work.lead_id, "deferred", error.reason, detail, retryable=True)
+        elif isinstance(error, ConfigError):
+            self._set(work.lead_id, "deferred", "config_error", detail, retryable=True)
+        elif isinstance(error, RateLimited):
+            self._set(work.lead_id, "deferred", "rate_limited", detail, retryable=True)
+        elif isinstance(error, TransientError):
+            self._set(work.lead_id, "failed", "vendor_unavailable", detail, retryable=True,
+                      next_attempt_at=datetime.now(timezone.utc) + RETRY_DELAY)
+        elif isinstance(error, RejectedRequest):
+            self._set(work.lead_id, "failed", error.reason, detail, retryable=False)
+        else:
+            self._set(work.lead_id, "failed", error.reason, detail, retryable=error.retryable)
+
+    @staticmethod
+    def _summary(decisions: list[Decision]) -> str:
+        counts: dict[str, int] = {}
+        for d in decisions:
+            counts[d.reason] = counts.get(d.reason, 0) + 1
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+
+    def _record(self, work: LeadWork, decisions: list[Decision]) -> None:
+        ledger = self.rt.ledger
+        for d in decisions:
+            current_c = _canonical_or_raw(d.current_value, self.rt.crm_fields[d.field])
+            if not d.write:
+                ledger.record_skip(lead_id=work.lead_id, run_id=self.run_id, via=self.via, field=d.field,
+                                   reason=d.reason, detail=d.detail, old_value=current_c, new_value=d.new_value,
+                                   provider=d.provider, rule=d.rule)
+                continue
+            key = idempotency_key(source=self.source_name, record_id=work.crm.record_id, field=d.field,
+                                  before=current_c, after=d.new_value,
+                                  generation=ledger.confirmed_count(lead_id=work.lead_id, field=d.field))
+            row = ledger.plan_write(lead_id=work.lead_id, run_id=self.run_id, via=self.via, key=key, field=d.field,
+                                    old_value=current_c, new_value=d.new_value, provider=d.provider, rule=d.rule,
+                                    reason=d.reason)
+            if row.state == "confirmed":
+                ledger.record_skip(lead_id=work.lead_id, run_id=self.run_id, via=self.via, field=d.field,
+                                   reason="already_written", old_value=current_c, new_value=d.new_value,
+                                   provider=d.provider, rule=d.rule,
+                                   detail="this exact change was confirmed before; not sent again")
+                continue
+            if row.state == "failed":
+                ledger.mark_writes(ids=[row.id], state="planned")  # type: ignore[list-item]
+            work.writes.append(row)
+
+    # ---- batch write ------------------------------------------------------------------------
+
+    def _confirm_on_reread(self, batch: list[LeadWork]) -> list[LeadWork]:
+        """After a write whose outcome is unknown: confirm what the CRM holds, return the rest."""
+        fields = [r.field for w in batch for r in w.writes]
+        current = {c.record_id: c for c in self.rt.source.read(
+            record_ids=[w.crm.record_id for w in batch], fields=list(dict.fromkeys(fields)),
+            deadline=self.window.deadline)}
+        remaining: list[LeadWork] = []
+        for work in batch:
+            crm = current.get(work.crm.record_id)
+            holds = crm is not None and all(
+                _canonical_or_raw(crm.values.get(r.field), self.rt.crm_fields[r.field]) == r.new_value
+                for r in work.writes
+            )
+            if holds:
+                self.rt.ledger.mark_writes(ids=[r.id for r in work.writes], state="confirmed")  # type: ignore[misc]
+                self.fields_written += len(work.writes)
+                self._set(work.lead_id, "done", "written", "confirmed on re-read after a lost CRM reply: "
+                          + ", ".join(r.field for r in work.writes))
+            else:
+                remaining.append(work)
+        return remaining
+
+    def _write(self, batch: list[LeadWork], *, attempt: int = 1) -> None:
+        ledger = self.rt.ledger
+        updates = [RecordUpdate(w.crm.record_id, {r.field: r.new_value for r in w.writes}) for w in batch]
+        try:
+            results = self.rt.source.write_batch(updates=updates, deadline=self.window.deadline)
+        except TransientError as exc:
+            if attempt >= 3:
+                self._unconfirmed(batch, exc)
+                return
+            try:
+                remaining = self._confirm_on_reread(batch)
+            except ConnectorError:
+                self._unconfirmed(batch, exc)
+                return
+            if remaining:
+                self._write(remaining, attempt=attempt + 1)
+            return
+        except ConnectorError as exc:
+            self._unconfirmed(batch, exc)
+            return
+        self._apply_results(batch, results)
+
+    def _unconfirmed(self, batch: list[LeadWork], exc: ConnectorError) -> None:
+        """The outcome is unknown (or nothing was sent): writes stay `planned`, and the next
+        attempt confirms on re-read what the CRM did apply."""
+        state, reason, retry_at = "failed", exc.reason, datetime.now(timezone.utc) + RETRY_DELAY
+        if isinstance(exc, (QuotaExhausted, WindowClosed)):
+            state, retry_at = "deferred", None
+        for work in batch:
+            self._set(work.lead_id, state, reason, f"write not confirmed: {exc.message}", retryable=True,
+                      next_attempt_at=retry_at)
+
+    def _apply_results(self, batch: list[LeadWork], results: list[Any]) -> None:
+        ledger = self.rt.ledger
+        by_id = {r.record_id: r for r in results}
+        for work in batch:
+            result = by_id.get(work.crm.record_id)
+            ids = [r.id for r in work.writes]
+            if result is not None and result.ok:
+                ledger.mark_writes(ids=ids, state="confirmed")  # type: ignore[arg-type]
+                self.fields_written += len(ids)
+                self._set(work.lead_id, "done", "written", f"{len(ids)} field(s) written: "
+                          + ", ".join(r.field for r in work.writes))
+            else:
+                message = redact(result.message if result else "the CRM returned no result for this record")
+                ledger.mark_writes(ids=ids, state="failed", error=message)  # type: ignore[arg-type]
+                retryable = bool(result and result.retryable)
+                self._set(work.lead_id, "failed", "crm_rejected", message, retryable=retryable,
+                          next_attempt_at=datetime.now(timezone.utc) + RETRY_DELAY if retryable else None)
+
+
+def _canonical_or_raw(value: Any, crm_field: CrmField) -> Any:
+    try:
+        return canonical(value, crm_field)
+    except BadValue:
+        return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def run_source(
+    settings: Settings, ledger: Ledger, limiter: Limiter, source_name: str, *, window: Window,
+    via: str = "night", progress: Progress | None = None,
+) -> RunReport | None:
+    """Run one source inside `window`; None when this night's run for the source already exists."""
+    run = ledger.start_run(run_key=f"{source_name}:{window.key}", source=source_name, kind=window.kind,
+                           window_start=window.start, window_end=window.end)
+    if run is None:
+        return None
+    assert run.id is not None
+    started = time.monotonic()
+    report = RunReport(source_name, run.id, run.run_key, window)
+    rt: Runtime | None = None
+    try:
+        rt = build_runtime(settings, ledger, limiter, source_name)
+        source_run = SourceRun(rt, run=run, window=window, via=via, progress=progress)
+        source_run.execute()
+        report.calls = {**source_run.enricher.calls, source_name: getattr(rt.source, "session", None) and rt.source.session.calls or 0}  # type: ignore[attr-defined]
+        report.credits = dict(source_run.enricher.credits)
+        report.fields_written = source_run.fields_written
+        report.polled = source_run.polled
+    except ConnectorError as exc:
+        report.status = "failed"
+        ledger.finish_run(run_id=run.id, status="failed", report={"error": redact(str(exc))})
+        raise
+    finally:
+        if rt is not None:
+            rt.close()
+    report.seconds = time.monotonic() - started
+    report.states = ledger.count_states(run_id=run.id)
+    ledger.finish_run(run_id=run.id, status=report.status, report=report.as_dict())
+    return report

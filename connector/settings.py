@@ -1,0 +1,285 @@
+"""Typed settings: a YAML file, overridden by CONNECTOR_* environment variables (nested with __).
+
+Order of precedence (highest first): keyword arguments, environment, the YAML file, defaults.
+The file is `--config PATH`, else $CONNECTOR_CONFIG, else the bundled settings.example.yaml.
+Every vendor's base URL, credentials, TLS and limits is a setting; limit defaults are the
+vendors' published ones. Secrets are `SecretStr` and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from datetime import datetime, time, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from connector.errors import ConfigError
+
+ENV_PREFIX = "CONNECTOR_"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def bundled_path(*parts: str) -> Path:
+    """A file shipped with the project: the wheel's copy, else the source checkout's."""
+    wheel_copy = PACKAGE_DIR / "_bundled" / Path(*parts)
+    if wheel_copy.exists():
+        return wheel_copy
+    checkout = PACKAGE_DIR.parent
+    if parts[0] == "settings.example.yaml":
+        return checkout / "config" / "settings.example.yaml"
+    return checkout / Path(*parts)
+
+
+# The YAML document being loaded; a settings source of its own so the environment overrides it.
+_yaml_document: ContextVar[dict[str, Any]] = ContextVar("_yaml_document", default={})
+
+
+class _YamlDocumentSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _yaml_document.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_document.get())
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpOptions(_Model):
+    """How to reach one vendor: TLS verification, a private CA bundle, timeouts."""
+
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 30.0
+
+
+class RateLimit(_Model):
+    """At most `requests` calls in any `per_seconds` window (a sliding window)."""
+
+    requests: int = Field(gt=0)
+    per_seconds: float = Field(gt=0)
+
+
+class SalesforceSettings(_Model):
+    enabled: bool = True
+    mapping: str = "salesforce.lead.yaml"
+    api_version: str = "59.0"
+    auth_flow: Literal["client_credentials", "password"] = "client_credentials"
+    # The org's My Domain token endpoint, e.g. https://acme.my.salesforce.com/services/oauth2/token
+    token_url: str = "https://login.salesforce.com/services/oauth2/token"
+    # Normally taken from the token response; set it to force another host.
+    instance_url: str | None = None
+    client_id: SecretStr | None = None
+    client_secret: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    http: HttpOptions = HttpOptions()
+    query_page_size: int = Field(default=2000, ge=200, le=2000)
+    write_batch_size: int = Field(default=200, ge=1, le=200)
+    # Salesforce has no per-second limit; this only paces us so other integrations keep room.
+    rate_limit: RateLimit = RateLimit(requests=25, per_seconds=1)
+    # Share of the org's rolling-24h API allowance left for other integrations.
+    daily_reserve_fraction: float = Field(default=0.2, ge=0, lt=1)
+
+
+class SixSenseSettings(_Model):
+    enabled: bool = True
+    scribe_url: str = "https://scribe.6sense.com"
+    api_token: SecretStr | None = None
+    http: HttpOptions = HttpOptions()
+    # Published: 100 requests per minute per token.
+    rate_limit: RateLimit = RateLimit(requests=100, per_seconds=60)
+    max_in_flight: int = Field(default=8, ge=1)
+    # Sent when the lead has no country (the API's country field; the OpenAPI marks it required).
+    default_country: str = "US"
+    # 6sense does not charge again for a record re-enriched within 30 days of its first charge.
+    cache_days: int = Field(default=30, ge=0)
+    retries_on_server_error: int = Field(default=3, ge=0, le=10)
+
+
+class SourcesSettings(_Model):
+    salesforce: SalesforceSettings = SalesforceSettings()
+
+
+class ProvidersSettings(_Model):
+    sixsense: SixSenseSettings = SixSenseSettings()
+
+
+class WindowSettings(_Model):
+    """The nightly window, in UTC; a manual run gets a window of the same length from now."""
+
+    start: time = time(0, 0)
+    length_minutes: int = Field(default=120, gt=0, le=24 * 60)
+
+
+class SandboxSettings(_Model):
+    """The emulators that stand in for the vendors on the embedded defaults."""
+
+    enabled: bool = False
+    # Keep the sandbox CRM's state beside the ledger so a second run meets what the first left.
+    persist: bool = True
+
+
+class LedgerSettings(_Model):
+    # Default: sqlite file in data_dir. PostgreSQL: postgresql+psycopg://user@host/db
+    url: str | None = None
+
+
+class LimiterSettings(_Model):
+    # "memory://" (one process) or "redis://host:port/db" (shared by every worker).
+    url: str = "memory://"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Path("~/.local/share/crm-enrichment-connector")
+    mappings_dir: Path | None = None
+    initial_watermark: datetime | None = None
+    poll_overlap_minutes: int = Field(default=5, ge=0)
+    workers: int = Field(default=8, ge=1, le=64)
+    # Divides every vendor window and wait, in the sandbox and the limiter alike (tests only).
+    time_scale: float = Field(default=1.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    window: WindowSettings = WindowSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    limiter: LimiterSettings = LimiterSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    sources: SourcesSettings = SourcesSettings()
+    providers: ProvidersSettings = ProvidersSettings()
+
+    @field_validator("data_dir", "mappings_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("initial_watermark", mode="after")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+    # Keyword arguments, then the environment, then the YAML file; no .env magic, no secrets dir.
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlDocumentSource(settings_cls))
+
+    @property
+    def ledger_url(self) -> str:
+        return self.ledger.url or f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+    @property
+    def resolved_mappings_dir(self) -> Path:
+        return self.mappings_dir or bundled_path("mappings")
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret's plain value, for redaction."""
+        found: list[str] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, SecretStr):
+                plain = value.get_secret_value()
+                if plain:
+                    found.append(plain)
+            elif isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(getattr(value, name))
+
+        walk(self)
+        return found
+
+
+def default_config_path() -> Path:
+    env = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    return Path(env).expanduser() if env else bundled_path("settings.example.yaml")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(
+            f"settings file {path} does not exist",
+            fix="pass --config with an existing file, or set CONNECTOR_CONFIG; "
+            "config/settings.example.yaml documents every key",
+        )
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            f"settings file {path} is not valid YAML{where}",
+            fix="correct the YAML syntax there (indentation, a missing ':' or quote)",
+        ) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"settings file {path} must hold a mapping of keys at the top level, "
+            f"not a {type(document).__name__}",
+            fix="start the file with keys such as 'sources:' and 'providers:'",
+        )
+    return document
+
+
+def _env_names() -> list[str]:
+    return [name for name in os.environ if name.startswith(ENV_PREFIX) and name != f"{ENV_PREFIX}CONFIG"]
+
+
+def _describe_error(path: Path, error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    env_name = ENV_PREFIX + "__".join(str(part).upper() for part in error["loc"])
+    origin = f"environment variable {env_name}" if env_name in os.environ else f"settings file {path}"
+    if error["type"] == "extra_forbidden":
+        return f"{origin}: unknown key '{key}' (fix: remove it or correct its spelling)"
+    # Never echo the input: it may be a secret.
+    return f"{origin}: key '{key}': {error['msg']} (fix: set a valid value for '{key}')"
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from `path` (or the default file) and the environment; raise ConfigError."""
+    config_path = (path or default_config_path()).expanduser().resolve()
+    token = _yaml_document.set(_read_yaml(config_path))
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [_describe_error(config_path, err) for err in exc.errors()]
+        raise ConfigError(
+            "invalid settings:\n  " + "\n  ".join(lines),
+            fix="see config/settings.example.yaml for every key with its meaning",
+        ) from None
+    finally:
+        _yaml_document.reset(token)
+
+
+__all__ = [
+    "HttpOptions",
+    "RateLimit",
+    "SalesforceSettings",
+    "SixSenseSettings",
+    "Settings",
+    "WindowSettings",
+    "load_settings",
+    "default_config_path",
+    "bundled_path",
+]
