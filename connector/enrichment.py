@@ -1,24 +1,29 @@
-"""Ask a provider about a lead: cache first, then a claimed (paid) call under the limiter.
+"""Ask a provider about many leads: cache first, then claimed (paid) calls under the limiter.
 
-A paid lookup is claimed, not checked: the first caller inserts the claim for (endpoint,
-normalised key) and makes the call; every other caller, in this process or another worker,
-waits for that answer. So twenty leads with one email or domain, a redelivered task and the
-webhook together cost one credit. Credit exhaustion and bad credentials open the provider's
-circuit; its leads are parked while the other providers go on.
+A paid lookup is claimed, not checked: the caller inserts the claim for (endpoint, normalised
+key) and makes the call; every other caller, in this process or another worker, waits for that
+answer. So twenty leads with one email, a redelivered task and the webhook together cost one
+credit. Credit exhaustion and bad credentials open the provider's circuit; its leads are parked
+while the other providers go on.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from datetime import datetime, timedelta, timezone
 
 from connector.errors import ConfigError, ConnectorError, NoMatch, QuotaExhausted, WindowClosed
 from connector.ledger import Ledger
+from connector.ledger.tables import Enrichment
 from connector.models import LeadIdentity, ProviderAnswer
 from connector.providers.base import Provider
 
 CLAIM_TTL = timedelta(minutes=2)
+Outcome = ProviderAnswer | ConnectorError
 
 
 class Enricher:
@@ -45,64 +50,127 @@ class Enricher:
 
     def _stop(self, provider: str, error: ConnectorError) -> None:
         with self._lock:
-            self._stopped.setdefault(provider, error)
+            if provider in self._stopped:
+                return
+            self._stopped[provider] = error
         until = None
         if isinstance(error, QuotaExhausted) and error.reset_at is not None:
             until = datetime.fromtimestamp(error.reset_at, timezone.utc)
         self.ledger.open_circuit(provider=provider, reason=error.reason, detail=error.message, until=until)
 
     def answer(self, provider_name: str, identity: LeadIdentity, *, deadline: float | None) -> ProviderAnswer:
-        """The provider's answer for this lead. Raises the provider's ConnectorError when it is
-        stopped or fails; a no-match is an answer with no payload."""
+        """One lead's answer (see `answer_many`); raises the provider's error."""
+        outcome = self.answer_many(provider_name, [identity], deadline=deadline)[0]
+        if isinstance(outcome, ConnectorError):
+            raise outcome
+        return outcome
+
+    def answer_many(
+        self, provider_name: str, identities: list[LeadIdentity], *, deadline: float | None,
+        executor: Executor | None = None,
+    ) -> list[Outcome]:
+        """The provider's answer for each lead, in order: a ProviderAnswer (payload None for a
+        no-match) or the ConnectorError that kept it from one."""
         stopped = self.stopped(provider_name)
         if stopped is not None:
-            raise stopped
+            return [stopped for _ in identities]
         provider = self.providers[provider_name]
-        key = provider.lookup_key(identity)
-        if key is None:
-            return ProviderAnswer(provider_name, None, detail=f"the lead has nothing {provider_name} can look up")
-        now = datetime.now(timezone.utc)
-        while True:
-            claim = self.ledger.claim_lookup(
-                provider=provider_name, endpoint=provider.endpoint, lookup_key=key,
-                credit_pool=provider.credit_pool, fresh_after=now - provider.cache_ttl, ttl=CLAIM_TTL,
-            )
-            if claim.row is not None:
-                return ProviderAnswer(
-                    provider_name, claim.row.payload if claim.row.status == "matched" else None,
-                    cached=True, detail=claim.row.detail,
-                )
-            if claim.token is not None:
-                break
-            if deadline is not None and time.time() >= deadline:
-                raise WindowClosed(f"the window ended while waiting for another worker's {provider_name} answer")
-            time.sleep(self.wait_poll_seconds)
-            stopped = self.stopped(provider_name)
-            if stopped is not None:
-                raise stopped
-        return self._call(provider, provider_name, identity, key, claim.token, deadline)
+        keys = [provider.lookup_key(identity) for identity in identities]
+        by_key: dict[str, LeadIdentity] = {}
+        for key, identity in zip(keys, identities, strict=True):
+            if key is not None:
+                by_key.setdefault(key, identity)
+        results = self._resolve(provider_name, provider, by_key, deadline, executor)
+        return [
+            ProviderAnswer(provider_name, None, detail=f"the lead has nothing {provider_name} can look up")
+            if key is None else results[key]
+            for key in keys
+        ]
 
-    def _call(
-        self, provider: Provider, name: str, identity: LeadIdentity, key: str, token: str, deadline: float | None
-    ) -> ProviderAnswer:
+    def _resolve(
+        self, name: str, provider: Provider, by_key: dict[str, LeadIdentity], deadline: float | None,
+        executor: Executor | None,
+    ) -> dict[str, Outcome]:
+        results: dict[str, Outcome] = {}
+        pending = list(by_key)
+        fresh_after = datetime.now(timezone.utc) - provider.cache_ttl
+        while pending:
+            token = secrets.token_hex(16)
+            cached, owned, busy = self.ledger.claim_lookups(
+                provider=name, endpoint=provider.endpoint, keys=pending, credit_pool=provider.credit_pool,
+                fresh_after=fresh_after, ttl=CLAIM_TTL, token=token,
+            )
+            for key, row in cached.items():
+                results[key] = _cached(name, row)
+            if owned:
+                results.update(self._call_owned(name, provider, {k: by_key[k] for k in owned}, token, deadline, executor))
+            pending = sorted(busy)
+            if pending:
+                # Another worker is asking right now: wait for its answer rather than pay twice.
+                if deadline is not None and time.time() >= deadline:
+                    for key in pending:
+                        results[key] = WindowClosed(f"the window ended while waiting for another worker's {name} answer")
+                    break
+                time.sleep(self.wait_poll_seconds)
+                stopped = self.stopped(name)
+                if stopped is not None:
+                    results.update({key: stopped for key in pending})
+                    break
+                answered = self.ledger.answers_for(endpoint=provider.endpoint, keys=pending)
+                for key, row in answered.items():
+                    if row.status in ("matched", "no_match") and row.fetched_at and row.fetched_at >= fresh_after:
+                        results[key] = _cached(name, row)
+                pending = [key for key in pending if key not in results]
+        return results
+
+    def _call_owned(
+        self, name: str, provider: Provider, owned: dict[str, LeadIdentity], token: str, deadline: float | None,
+        executor: Executor | None,
+    ) -> dict[str, Outcome]:
+        def call(key: str) -> tuple[str, Outcome | dict]:
+            stopped = self.stopped(name)
+            if stopped is not None:
+                return key, stopped
+            with self._lock:
+                self.calls[name] += 1
+            try:
+                return key, provider.fetch(owned[key], deadline=deadline)
+            except NoMatch as exc:
+                return key, exc
+            except ConnectorError as exc:
+                if isinstance(exc, (QuotaExhausted, ConfigError)):
+                    self._stop(name, exc)
+                return key, exc
+
+        mapper: Callable[..., Iterable[tuple[str, Outcome | dict]]] = executor.map if executor else map
+        fetched = dict(mapper(call, list(owned)))
+        to_store: dict[str, tuple[str, dict | None, str]] = {}
+        to_release: dict[str, str] = {}
+        outcomes: dict[str, Outcome] = {}
+        for key, result in fetched.items():
+            if isinstance(result, NoMatch):
+                to_store[key] = ("no_match", None, result.message)
+                outcomes[key] = ProviderAnswer(name, None, detail=result.message)
+            elif isinstance(result, ConnectorError):
+                to_release[key] = result.message
+                outcomes[key] = result
+            else:
+                to_store[key] = ("matched", result, "")
+        credits = self.ledger.store_answers(endpoint=provider.endpoint, token=token, answers=to_store,
+                                            charge_window=provider.charge_window)
+        self.ledger.release_lookups(endpoint=provider.endpoint, token=token, details=to_release)
+        for key, (status, payload, _) in to_store.items():
+            if status == "matched":
+                outcomes[key] = ProviderAnswer(name, payload, credits=credits.get(key, 0))
+        spent = sum(credits.values())
+        calls = len(to_store) + sum(1 for e in to_release.values() if e)
+        if calls:
+            self.ledger.add_spend(vendor=name, pool=provider.credit_pool or "free",
+                                  day=datetime.now(timezone.utc).strftime("%Y-%m-%d"), calls=calls, credits=spent)
         with self._lock:
-            self.calls[name] += 1
-        day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-        try:
-            payload = provider.fetch(identity, deadline=deadline)
-        except NoMatch as exc:
-            self.ledger.store_answer(endpoint=provider.endpoint, lookup_key=key, token=token, status="no_match",
-                                     payload=None, detail=exc.message, charge_window=provider.charge_window)
-            self.ledger.add_spend(vendor=name, pool=provider.credit_pool or "free", day=day, calls=1)
-            return ProviderAnswer(name, None, detail=exc.message)
-        except ConnectorError as exc:
-            self.ledger.release_lookup(endpoint=provider.endpoint, lookup_key=key, token=token, detail=exc.message)
-            if isinstance(exc, (QuotaExhausted, ConfigError)):
-                self._stop(name, exc)
-            raise
-        credits = self.ledger.store_answer(endpoint=provider.endpoint, lookup_key=key, token=token, status="matched",
-                                           payload=payload, detail="", charge_window=provider.charge_window)
-        self.ledger.add_spend(vendor=name, pool=provider.credit_pool or "free", day=day, calls=1, credits=credits)
-        with self._lock:
-            self.credits[name] += credits
-        return ProviderAnswer(name, payload, credits=credits)
+            self.credits[name] += spent
+        return outcomes
+
+
+def _cached(name: str, row: Enrichment) -> ProviderAnswer:
+    return ProviderAnswer(name, row.payload if row.status == "matched" else None, cached=True, detail=row.detail)

@@ -26,11 +26,11 @@ from connector.errors import (
     MappingError,
     QuotaExhausted,
     RateLimited,
-    RejectedRequest,
     TransientError,
     WindowClosed,
 )
 from connector.ledger import Ledger, idempotency_key
+from connector.ledger.store import LeadHistory, StateChange
 from connector.ledger.tables import FieldWrite, SyncRun
 from connector.limiter import Limiter
 from connector.mapping import Mapping, check_providers, load_mapping
@@ -168,8 +168,12 @@ class LeadWork:
 
     lead_id: int
     crm: CrmLead
+    identity: Any = None
+    history: LeadHistory | None = None
+    decisions: list[Decision] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    outcomes: dict[str, Any] = field(default_factory=dict)
     writes: list[FieldWrite] = field(default_factory=list)
-    fields_unchanged: int = 0
 
 
 @dataclass
@@ -194,10 +198,13 @@ class RunReport:
 
 
 Progress = Callable[[int, int], None]
+CHUNK = 200  # leads that move through the phases together: one ledger transaction per phase
 
 
 class SourceRun:
-    """One source's run inside one window."""
+    """One source's run inside one window. Leads move in chunks, phase by phase, so the ledger
+    sees a few transactions per chunk rather than many per lead, and provider calls of a chunk
+    run in parallel under the limiter."""
 
     def __init__(self, rt: Runtime, *, run: SyncRun, window: Window, via: str = "night",
                  progress: Progress | None = None) -> None:
@@ -216,164 +223,243 @@ class SourceRun:
     def execute(self) -> None:
         deadline = self.window.deadline
         fields = self.rt.mapping.crm_fields_to_read
-        due = self.rt.ledger.leads_due(source=self.source_name, now=datetime.now(timezone.utc))
-        if due:
-            self.total += len(due)
-            current = self.rt.source.read(record_ids=[l.record_id for l in due], fields=fields, deadline=deadline)
-            found = {c.record_id for c in current}
-            for lead in due:
-                if lead.record_id not in found:
-                    self._set(lead.id, "skipped", "not_found", "the record no longer exists in the CRM")  # type: ignore[arg-type]
-            self.process(current)
-        cursor = self.rt.ledger.get_cursor(source=self.source_name)
-        settings = self.rt.settings
-        if cursor is None:
-            cursor = settings.initial_watermark or (self.window.start - timedelta(hours=24))
-            self.rt.ledger.set_cursor(source=self.source_name, watermark=cursor)
-        since = cursor - timedelta(minutes=settings.poll_overlap_minutes)
-        try:
-            for page in self.rt.source.poll_new(since=since, fields=fields, deadline=deadline):
-                self.polled += len(page)
-                self.total += len(page)
-                self.process(page)
-                if page:
-                    self.rt.ledger.set_cursor(source=self.source_name, watermark=max(l.created_at for l in page))
-                if time.time() >= deadline:
-                    break
-        except WindowClosed:
-            log.info("%s: the window ended while polling; the rest waits for the next night", self.source_name)
+        with ThreadPoolExecutor(max_workers=self.rt.settings.workers, thread_name_prefix="enrich") as pool:
+            self.pool = pool
+            due = self.rt.ledger.leads_due(source=self.source_name, now=datetime.now(timezone.utc))
+            if due:
+                self.total += len(due)
+                current = self.rt.source.read(record_ids=[l.record_id for l in due], fields=fields, deadline=deadline)
+                found = {c.record_id for c in current}
+                self._apply_states([StateChange(l.id, "skipped", "not_found",  # type: ignore[arg-type]
+                                                "the record no longer exists in the CRM")
+                                    for l in due if l.record_id not in found])
+                self.process(current)
+            cursor = self.rt.ledger.get_cursor(source=self.source_name)
+            settings = self.rt.settings
+            if cursor is None:
+                cursor = settings.initial_watermark or (self.window.start - timedelta(hours=24))
+                self.rt.ledger.set_cursor(source=self.source_name, watermark=cursor)
+            since = cursor - timedelta(minutes=settings.poll_overlap_minutes)
+            try:
+                for page in self.rt.source.poll_new(since=since, fields=fields, deadline=deadline):
+                    self.polled += len(page)
+                    self.total += len(page)
+                    self.process(page)
+                    if page:
+                        self.rt.ledger.set_cursor(source=self.source_name, watermark=max(l.created_at for l in page))
+                    if time.time() >= deadline:
+                        break
+            except WindowClosed:
+                log.info("%s: the window ended while polling; the rest waits for the next night", self.source_name)
 
     def process(self, leads: Sequence[CrmLead]) -> None:
-        claimed: list[LeadWork] = []
-        for crm in leads:
-            email = str(crm.values.get(self.rt.mapping.identity["email"]) or "")
-            lead_id = self.rt.ledger.upsert_lead(
-                source=self.source_name, record_id=crm.record_id, email=email.strip(), crm_created_at=crm.created_at
-            )
-            if self.rt.ledger.claim_lead(lead_id=lead_id, run_id=self.run_id, ttl=CLAIM_TTL, via=self.via):
-                claimed.append(LeadWork(lead_id, crm))
-            else:
-                self.total -= 1
-        with ThreadPoolExecutor(max_workers=self.rt.settings.workers, thread_name_prefix="lead") as pool:
-            prepared = list(pool.map(self._prepare_safely, claimed))
-        ready = [work for work in prepared if work is not None]
-        size = self.rt.source.write_batch_size
+        unique = list({crm.record_id: crm for crm in leads}.values())
+        for start in range(0, len(unique), CHUNK):
+            self._process_chunk(unique[start : start + CHUNK])
+        self.total -= len(leads) - len(unique)
+
+    def _process_chunk(self, leads: list[CrmLead]) -> None:
+        rt = self.rt
+        email_field = rt.mapping.identity["email"]
+        owned = rt.ledger.claim_leads(
+            source=self.source_name, run_id=self.run_id, ttl=CLAIM_TTL, via=self.via,
+            leads=[(c.record_id, str(c.values.get(email_field) or "").strip()[:320], c.created_at) for c in leads],
+        )
+        self.total -= len(leads) - len(owned)
+        works = [LeadWork(owned[c.record_id], c) for c in leads if c.record_id in owned]
+        histories = rt.ledger.field_histories(lead_ids=[w.lead_id for w in works])
+        for work in works:
+            work.history = histories[work.lead_id]
+        self._reconcile_planned(works)
+        changes: list[StateChange] = []
+        enrichable = [w for w in works if self._plan_fields(w, changes)]
+        self._enrich(enrichable)
+        ready = self._decide(enrichable, changes)
+        self._apply_states(changes)
+        size = rt.source.write_batch_size
         for start in range(0, len(ready), size):
             self._write(ready[start : start + size])
 
-    # ---- one lead ---------------------------------------------------------------------------
+    # ---- phases -----------------------------------------------------------------------------
 
-    def _set(self, lead_id: int, state: str, reason: str = "", detail: str = "", *,
-             retryable: bool = False, next_attempt_at: datetime | None = None, count: bool = True) -> None:
-        self.rt.ledger.set_lead_state(
-            lead_id=lead_id, run_id=self.run_id, via=self.via, state=state, reason=reason,
-            detail=redact(detail), retryable=retryable, next_attempt_at=next_attempt_at,
-        )
-        if count and state not in ("enriching", "writing"):
-            self.done += 1
+    def _apply_states(self, changes: list[StateChange]) -> None:
+        changes = [StateChange(c.lead_id, c.state, c.reason, redact(c.detail), c.retryable, c.next_attempt_at)
+                   for c in changes]
+        self.rt.ledger.set_states(changes=changes, run_id=self.run_id, via=self.via)
+        finished = sum(1 for c in changes if c.state not in ("enriching", "writing"))
+        if finished:
+            self.done += finished
             self.progress(self.done, max(self.total, self.done))
 
-    def _prepare_safely(self, work: LeadWork) -> LeadWork | None:
-        try:
-            return self._prepare(work)
-        except Exception as exc:  # one lead's surprise must not end the night; it stays traceable
-            log.exception("lead %s failed unexpectedly", work.crm.record_id)
-            self._set(work.lead_id, "failed", "internal_error", f"{type(exc).__name__}: {exc}", retryable=True,
-                      next_attempt_at=datetime.now(timezone.utc) + RETRY_DELAY)
-            return None
-
-    def _reconcile_planned(self, work: LeadWork) -> None:
+    def _reconcile_planned(self, works: list[LeadWork]) -> None:
         """A write recorded `planned` whose value the CRM already holds was applied before a crash
         or a lost reply: confirm it without writing again."""
-        for row in self.rt.ledger.planned_writes(lead_id=work.lead_id):
-            crm_field = self.rt.crm_fields.get(row.field)
-            if crm_field is None:
-                continue
-            try:
-                holds = canonical(work.crm.values.get(row.field), crm_field) == row.new_value
-            except BadValue:
-                holds = False
-            if holds:
-                self.rt.ledger.mark_writes(ids=[row.id], state="confirmed", error="")  # type: ignore[list-item]
+        confirm: list[int] = []
+        for work in works:
+            assert work.history is not None
+            for row in work.history.planned:
+                crm_field = self.rt.crm_fields.get(row.field)
+                if crm_field is not None and _canonical_or_raw(work.crm.values.get(row.field), crm_field) == row.new_value:
+                    confirm.append(row.id)  # type: ignore[arg-type]
+        self.rt.ledger.mark_writes(ids=confirm, state="confirmed")
 
-    def _prepare(self, work: LeadWork) -> LeadWork | None:
-        rt, deadline = self.rt, self.window.deadline
-        self._reconcile_planned(work)
-        identity = rt.mapping.identity_of(work.crm.values)
-        if valid_email(identity.email) is None:
-            what = "blank" if not identity.email.strip() else f"'{identity.email.strip()[:80]}' is not a valid address"
-            self._set(work.lead_id, "skipped", "invalid_email", f"email {what}; no vendor was called",
-                      retryable=False)
-            return None
-        last_written: dict[str, Any] = {}
-        pending: list[str] = []
-        decisions: list[Decision] = []
-        for target, rule in rt.mapping.fields.items():
-            crm_field = rt.crm_fields[target]
-            last_written[target] = rt.ledger.last_written(lead_id=work.lead_id, field=target)
-            reason = protected_reason(policy=rule.policy, field=crm_field, current=work.crm.values.get(target),
-                                      last_written=last_written[target])
-            if reason is None:
-                pending.append(target)
+    def _plan_fields(self, work: LeadWork, changes: list[StateChange]) -> bool:
+        """Validate the lead and sort its fields into protected (decided now) and pending (need a
+        provider). False when the lead is settled without any call."""
+        rt = self.rt
+        try:
+            work.identity = rt.mapping.identity_of(work.crm.values)
+            if valid_email(work.identity.email) is None:
+                raw = work.identity.email.strip()
+                what = "blank" if not raw else f"'{raw[:80]}' is not a valid address"
+                changes.append(StateChange(work.lead_id, "skipped", "invalid_email",
+                                           f"email {what}; no vendor was called"))
+                return False
+            assert work.history is not None
+            for target, rule in rt.mapping.fields.items():
+                crm_field = rt.crm_fields[target]
+                past = work.history.fields.get(target)
+                last = past.last_written if past else None
+                current = work.crm.values.get(target)
+                if protected_reason(policy=rule.policy, field=crm_field, current=current, last_written=last) is None:
+                    work.pending.append(target)
+                else:
+                    work.decisions.append(decide(field=crm_field, policy=rule.policy, candidate=None, current=current,
+                                                 last_written=last, rule=rule.rule_text))
+            return True
+        except Exception as exc:  # one lead's surprise must not end the night; it stays traceable
+            log.exception("lead %s failed unexpectedly", work.crm.record_id)
+            changes.append(_internal_error(work, exc))
+            return False
+
+    def _needed(self, work: LeadWork) -> list[str]:
+        return list(dict.fromkeys(p for t in work.pending for p in self.rt.mapping.fields[t].providers))
+
+    def _enrich(self, works: list[LeadWork]) -> None:
+        by_provider: dict[str, list[LeadWork]] = {}
+        for work in works:
+            for provider in self._needed(work):
+                by_provider.setdefault(provider, []).append(work)
+        for provider, items in by_provider.items():
+            outcomes = self.enricher.answer_many(provider, [w.identity for w in items],
+                                                 deadline=self.window.deadline, executor=self.pool)
+            for work, outcome in zip(items, outcomes, strict=True):
+                work.outcomes[provider] = outcome
+
+    def _decide(self, works: list[LeadWork], changes: list[StateChange]) -> list[LeadWork]:
+        """Decide every pending field, record all decisions, and settle the leads with nothing to
+        write. Returns the leads with writes to send."""
+        skips: list[dict[str, Any]] = []
+        writes: list[dict[str, Any]] = []
+        owners: list[LeadWork] = []
+        settled: dict[int, StateChange] = {}
+        for work in works:
+            try:
+                state = self._decide_one(work)
+            except Exception as exc:  # noqa: BLE001  (kept traceable in the ledger)
+                log.exception("lead %s failed unexpectedly", work.crm.record_id)
+                settled[work.lead_id] = _internal_error(work, exc)
+                continue
+            if state is not None and state.reason == "window_end":
+                settled[work.lead_id] = state  # nothing decided: the lead is retried whole
+                continue
+            lead_skips, lead_writes = self._decision_rows(work)
+            skips.extend(lead_skips)
+            writes.extend(lead_writes)
+            owners.extend(work for _ in lead_writes)
+            if state is not None:
+                settled[work.lead_id] = state
+        rows = self.rt.ledger.record_decisions_bulk(run_id=self.run_id, via=self.via, skips=skips, writes=writes)
+        already = [(row, work) for row, work in zip(rows, owners, strict=True) if row.state == "confirmed"]
+        if already:
+            self.rt.ledger.record_decisions_bulk(run_id=self.run_id, via=self.via, writes=[], skips=[
+                {"lead_id": row.lead_id, "field": row.field, "old_value": row.old_value, "new_value": row.new_value,
+                 "provider": row.provider, "rule": row.rule, "reason": "already_written",
+                 "detail": "this exact change was confirmed before; not sent again"} for row, _ in already])
+        self.rt.ledger.mark_writes(ids=[r.id for r in rows if r.state == "failed"], state="planned")  # type: ignore[misc]
+        for row, work in zip(rows, owners, strict=True):
+            if row.state != "confirmed":
+                work.writes.append(row)
+        ready: list[LeadWork] = []
+        for work in works:
+            if work.lead_id in settled:
+                changes.append(settled[work.lead_id])
+            elif work.writes:
+                ready.append(work)
             else:
-                decisions.append(decide(field=crm_field, policy=rule.policy, candidate=None,
-                                        current=work.crm.values.get(target), last_written=last_written[target],
-                                        rule=rule.rule_text))
-        needed = list(dict.fromkeys(p for t in pending for p in rt.mapping.fields[t].providers))
+                reason = "up_to_date" if self._needed(work) else "all_fields_protected"
+                changes.append(StateChange(work.lead_id, "done", reason, self._summary(work.decisions)))
+        changes.extend(StateChange(w.lead_id, "writing") for w in ready)
+        return ready
+
+    def _decide_one(self, work: LeadWork) -> StateChange | None:
+        """Fill work.decisions for the pending fields; return the lead's final state when it
+        will not be written (no match, provider failure), else None."""
+        rt = self.rt
+        needed = self._needed(work)
         payloads: dict[str, Any] = {}
         no_match: dict[str, str] = {}
         failures: dict[str, ConnectorError] = {}
         for provider in needed:
-            try:
-                answer = self.enricher.answer(provider, identity, deadline=deadline)
-                payloads[provider] = answer.payload
-                if answer.payload is None:
-                    no_match[provider] = answer.detail or "no match"
-            except WindowClosed as exc:
-                self._set(work.lead_id, "deferred", "window_end", exc.message, retryable=True)
-                return None
-            except ConnectorError as exc:
-                failures[provider] = exc
-        for target in pending:
+            outcome = work.outcomes.get(provider)
+            if isinstance(outcome, WindowClosed):
+                return StateChange(work.lead_id, "deferred", "window_end", outcome.message, retryable=True)
+            if isinstance(outcome, ConnectorError):
+                failures[provider] = outcome
+            elif outcome is not None:
+                payloads[provider] = outcome.payload
+                if outcome.payload is None:
+                    no_match[provider] = outcome.detail or "no match"
+        assert work.history is not None
+        for target in work.pending:
             rule = rt.mapping.fields[target]
-            decisions.append(decide(
+            past = work.history.fields.get(target)
+            work.decisions.append(decide(
                 field=rt.crm_fields[target], policy=rule.policy, candidate=rule.pick(payloads),
-                current=work.crm.values.get(target), last_written=last_written[target], rule=rule.rule_text,
+                current=work.crm.values.get(target), last_written=past.last_written if past else None,
+                rule=rule.rule_text,
             ))
-        self._record(work, decisions)
+        writes_any = any(d.write for d in work.decisions)
         if needed and not any(payloads.get(p) for p in needed):
             if failures:
-                self._defer_for(work, failures)
-            else:
-                details = "; ".join(f"{p}: {no_match.get(p, 'no match')}" for p in needed)
-                self._set(work.lead_id, "skipped", "no_match", details, retryable=False)
-            return None
-        if failures and not work.writes:
-            self._defer_for(work, failures)
-            return None
-        if not work.writes:
-            reason = "up_to_date" if needed else "all_fields_protected"
-            self._set(work.lead_id, "done", reason, self._summary(decisions))
-            return None
-        self._set(work.lead_id, "writing", count=False)
-        return work
+                return self._failure_state(work, failures)
+            details = "; ".join(f"{p}: {no_match.get(p, 'no match')}" for p in needed)
+            return StateChange(work.lead_id, "skipped", "no_match", details)
+        if failures and not writes_any:
+            return self._failure_state(work, failures)
+        return None
 
-    def _defer_for(self, work: LeadWork, failures: dict[str, ConnectorError]) -> None:
-        provider, error = next(iter(failures.items()))
+    def _decision_rows(self, work: LeadWork) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        assert work.history is not None
+        skips: list[dict[str, Any]] = []
+        writes: list[dict[str, Any]] = []
+        for d in work.decisions:
+            current_c = _canonical_or_raw(d.current_value, self.rt.crm_fields[d.field])
+            common = {"lead_id": work.lead_id, "field": d.field, "old_value": current_c, "new_value": d.new_value,
+                      "provider": d.provider, "rule": d.rule, "reason": d.reason}
+            if not d.write:
+                skips.append({**common, "detail": d.detail[:2000]})
+                continue
+            past = work.history.fields.get(d.field)
+            key = idempotency_key(source=self.source_name, record_id=work.crm.record_id, field=d.field,
+                                  before=current_c, after=d.new_value, generation=past.confirmed if past else 0)
+            writes.append({**common, "idempotency_key": key})
+        return skips, writes
+
+    @staticmethod
+    def _failure_state(work: LeadWork, failures: dict[str, ConnectorError]) -> StateChange:
+        error = next(iter(failures.values()))
         detail = "; ".join(f"{p}: {e.message}" for p, e in failures.items())
         if isinstance(error, QuotaExhausted):
-            self._set(work.lead_id, "deferred", error.reason, detail, retryable=True)
-        elif isinstance(error, ConfigError):
-            self._set(work.lead_id, "deferred", "config_error", detail, retryable=True)
-        elif isinstance(error, RateLimited):
-            self._set(work.lead_id, "deferred", "rate_limited", detail, retryable=True)
-        elif isinstance(error, TransientError):
-            self._set(work.lead_id, "failed", "vendor_unavailable", detail, retryable=True,
-                      next_attempt_at=datetime.now(timezone.utc) + RETRY_DELAY)
-        elif isinstance(error, RejectedRequest):
-            self._set(work.lead_id, "failed", error.reason, detail, retryable=False)
-        else:
-            self._set(work.lead_id, "failed", error.reason, detail, retryable=error.retryable)
+            return StateChange(work.lead_id, "deferred", error.reason, detail, retryable=True)
+        if isinstance(error, ConfigError):
+            return StateChange(work.lead_id, "deferred", "config_error", detail, retryable=True)
+        if isinstance(error, RateLimited):
+            return StateChange(work.lead_id, "deferred", "rate_limited", detail, retryable=True)
+        if isinstance(error, TransientError):
+            return StateChange(work.lead_id, "failed", "vendor_unavailable", detail, retryable=True,
+                               next_attempt_at=datetime.now(timezone.utc) + RETRY_DELAY)
+        return StateChange(work.lead_id, "failed", error.reason, detail, retryable=error.retryable)
 
     @staticmethod
     def _summary(decisions: list[Decision]) -> str:
@@ -381,31 +467,6 @@ class SourceRun:
         for d in decisions:
             counts[d.reason] = counts.get(d.reason, 0) + 1
         return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-
-    def _record(self, work: LeadWork, decisions: list[Decision]) -> None:
-        ledger = self.rt.ledger
-        for d in decisions:
-            current_c = _canonical_or_raw(d.current_value, self.rt.crm_fields[d.field])
-            if not d.write:
-                ledger.record_skip(lead_id=work.lead_id, run_id=self.run_id, via=self.via, field=d.field,
-                                   reason=d.reason, detail=d.detail, old_value=current_c, new_value=d.new_value,
-                                   provider=d.provider, rule=d.rule)
-                continue
-            key = idempotency_key(source=self.source_name, record_id=work.crm.record_id, field=d.field,
-                                  before=current_c, after=d.new_value,
-                                  generation=ledger.confirmed_count(lead_id=work.lead_id, field=d.field))
-            row = ledger.plan_write(lead_id=work.lead_id, run_id=self.run_id, via=self.via, key=key, field=d.field,
-                                    old_value=current_c, new_value=d.new_value, provider=d.provider, rule=d.rule,
-                                    reason=d.reason)
-            if row.state == "confirmed":
-                ledger.record_skip(lead_id=work.lead_id, run_id=self.run_id, via=self.via, field=d.field,
-                                   reason="already_written", old_value=current_c, new_value=d.new_value,
-                                   provider=d.provider, rule=d.rule,
-                                   detail="this exact change was confirmed before; not sent again")
-                continue
-            if row.state == "failed":
-                ledger.mark_writes(ids=[row.id], state="planned")  # type: ignore[list-item]
-            work.writes.append(row)
 
     # ---- batch write ------------------------------------------------------------------------
 
@@ -416,23 +477,21 @@ class SourceRun:
             record_ids=[w.crm.record_id for w in batch], fields=list(dict.fromkeys(fields)),
             deadline=self.window.deadline)}
         remaining: list[LeadWork] = []
+        confirmed: list[LeadWork] = []
         for work in batch:
             crm = current.get(work.crm.record_id)
             holds = crm is not None and all(
                 _canonical_or_raw(crm.values.get(r.field), self.rt.crm_fields[r.field]) == r.new_value
                 for r in work.writes
             )
-            if holds:
-                self.rt.ledger.mark_writes(ids=[r.id for r in work.writes], state="confirmed")  # type: ignore[misc]
-                self.fields_written += len(work.writes)
-                self._set(work.lead_id, "done", "written", "confirmed on re-read after a lost CRM reply: "
-                          + ", ".join(r.field for r in work.writes))
-            else:
-                remaining.append(work)
+            (confirmed if holds else remaining).append(work)
+        self.rt.ledger.mark_writes(ids=[r.id for w in confirmed for r in w.writes], state="confirmed")  # type: ignore[misc]
+        self.fields_written += sum(len(w.writes) for w in confirmed)
+        self._apply_states([StateChange(w.lead_id, "done", "written", "confirmed on re-read after a lost CRM reply: "
+                                        + ", ".join(r.field for r in w.writes)) for w in confirmed])
         return remaining
 
     def _write(self, batch: list[LeadWork], *, attempt: int = 1) -> None:
-        ledger = self.rt.ledger
         updates = [RecordUpdate(w.crm.record_id, {r.field: r.new_value for r in w.writes}) for w in batch]
         try:
             results = self.rt.source.write_batch(updates=updates, deadline=self.window.deadline)
@@ -456,30 +515,37 @@ class SourceRun:
     def _unconfirmed(self, batch: list[LeadWork], exc: ConnectorError) -> None:
         """The outcome is unknown (or nothing was sent): writes stay `planned`, and the next
         attempt confirms on re-read what the CRM did apply."""
-        state, reason, retry_at = "failed", exc.reason, datetime.now(timezone.utc) + RETRY_DELAY
+        state, retry_at = "failed", datetime.now(timezone.utc) + RETRY_DELAY
         if isinstance(exc, (QuotaExhausted, WindowClosed)):
             state, retry_at = "deferred", None
-        for work in batch:
-            self._set(work.lead_id, state, reason, f"write not confirmed: {exc.message}", retryable=True,
-                      next_attempt_at=retry_at)
+        self._apply_states([StateChange(w.lead_id, state, exc.reason, f"write not confirmed: {exc.message}",
+                                        retryable=True, next_attempt_at=retry_at) for w in batch])
 
     def _apply_results(self, batch: list[LeadWork], results: list[Any]) -> None:
-        ledger = self.rt.ledger
         by_id = {r.record_id: r for r in results}
+        confirmed: list[int] = []
+        changes: list[StateChange] = []
         for work in batch:
             result = by_id.get(work.crm.record_id)
             ids = [r.id for r in work.writes]
             if result is not None and result.ok:
-                ledger.mark_writes(ids=ids, state="confirmed")  # type: ignore[arg-type]
-                self.fields_written += len(ids)
-                self._set(work.lead_id, "done", "written", f"{len(ids)} field(s) written: "
-                          + ", ".join(r.field for r in work.writes))
+                confirmed.extend(ids)  # type: ignore[arg-type]
+                changes.append(StateChange(work.lead_id, "done", "written", f"{len(ids)} field(s) written: "
+                                           + ", ".join(r.field for r in work.writes)))
             else:
                 message = redact(result.message if result else "the CRM returned no result for this record")
-                ledger.mark_writes(ids=ids, state="failed", error=message)  # type: ignore[arg-type]
+                self.rt.ledger.mark_writes(ids=ids, state="failed", error=message)  # type: ignore[arg-type]
                 retryable = bool(result and result.retryable)
-                self._set(work.lead_id, "failed", "crm_rejected", message, retryable=retryable,
-                          next_attempt_at=datetime.now(timezone.utc) + RETRY_DELAY if retryable else None)
+                changes.append(StateChange(work.lead_id, "failed", "crm_rejected", message, retryable=retryable,
+                                           next_attempt_at=datetime.now(timezone.utc) + RETRY_DELAY if retryable else None))
+        self.rt.ledger.mark_writes(ids=confirmed, state="confirmed")
+        self.fields_written += len(confirmed)
+        self._apply_states(changes)
+
+
+def _internal_error(work: LeadWork, exc: Exception) -> StateChange:
+    return StateChange(work.lead_id, "failed", "internal_error", f"{type(exc).__name__}: {exc}", retryable=True,
+                       next_attempt_at=datetime.now(timezone.utc) + RETRY_DELAY)
 
 
 def _canonical_or_raw(value: Any, crm_field: CrmField) -> Any:

@@ -95,7 +95,10 @@ class SalesforceSettings(_Model):
 
 class SixSenseSettings(_Model):
     enabled: bool = True
+    # 6sense serves its APIs from three hosts.
     scribe_url: str = "https://scribe.6sense.com"
+    api_url: str = "https://api.6sense.com"
+    epsilon_url: str = "https://epsilon.6sense.com"
     api_token: SecretStr | None = None
     http: HttpOptions = HttpOptions()
     # Published: 100 requests per minute per token.
@@ -108,12 +111,72 @@ class SixSenseSettings(_Model):
     retries_on_server_error: int = Field(default=3, ge=0, le=10)
 
 
+class HubSpotSettings(_Model):
+    enabled: bool = True
+    mapping: str = "hubspot.contact.yaml"
+    base_url: str = "https://api.hubapi.com"
+    auth: Literal["private_app", "oauth"] = "private_app"
+    access_token: SecretStr | None = None  # private app token
+    client_id: SecretStr | None = None  # OAuth app
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    # The account's time zone: HubSpot's daily limit resets at its midnight.
+    account_timezone: str = "America/New_York"
+    http: HttpOptions = HttpOptions()
+    # Published: 100 per 10 s (Free/Starter); 190 per 10 s (Professional/Enterprise).
+    rate_limit: RateLimit = RateLimit(requests=100, per_seconds=10)
+    search_rate_limit: RateLimit = RateLimit(requests=5, per_seconds=1)
+    daily_limit: int = Field(default=250_000, gt=0)
+    daily_reserve_fraction: float = Field(default=0.2, ge=0, lt=1)
+
+
+class MarketoSettings(_Model):
+    enabled: bool = True
+    mapping: str = "marketo.lead.yaml"
+    rest_url: str = "https://000-AAA-000.mktorest.com/rest"
+    identity_url: str = "https://000-AAA-000.mktorest.com/identity"
+    client_id: SecretStr | None = None
+    client_secret: SecretStr | None = None
+    http: HttpOptions = HttpOptions()
+    # Published: 100 calls per 20 s, 10 concurrent, 50,000 per day from midnight US Central.
+    rate_limit: RateLimit = RateLimit(requests=100, per_seconds=20)
+    max_in_flight: int = Field(default=10, ge=1)
+    daily_quota: int = Field(default=50_000, gt=0)
+    daily_reserve_fraction: float = Field(default=0.2, ge=0, lt=1)
+
+
+class SlintelSettings(_Model):
+    enabled: bool = True
+    base_url: str = "https://api.slintel.com"
+    api_key: SecretStr | None = None
+    http: HttpOptions = HttpOptions()
+    # Published: 10 calls per second, 10 in flight, 10,000 per GMT day.
+    rate_limit: RateLimit = RateLimit(requests=10, per_seconds=1)
+    max_in_flight: int = Field(default=10, ge=1)
+    daily_limit: int = Field(default=10_000, gt=0)
+    # Every successful answer costs a credit, repeats included: never ask again inside this period.
+    freshness_days: int = Field(default=90, ge=0)
+
+
+class ContactsApiSettings(_Model):
+    enabled: bool = True
+    base_url: str = "https://api.contacts.example"
+    api_token: SecretStr | None = None
+    http: HttpOptions = HttpOptions()
+    rate_limit: RateLimit = RateLimit(requests=60, per_seconds=60)
+    freshness_days: int = Field(default=30, ge=0)
+
+
 class SourcesSettings(_Model):
     salesforce: SalesforceSettings = SalesforceSettings()
+    hubspot: HubSpotSettings = HubSpotSettings()
+    marketo: MarketoSettings = MarketoSettings()
 
 
 class ProvidersSettings(_Model):
     sixsense: SixSenseSettings = SixSenseSettings()
+    slintel: SlintelSettings = SlintelSettings()
+    contacts_api: ContactsApiSettings = ContactsApiSettings()
 
 
 class WindowSettings(_Model):

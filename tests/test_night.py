@@ -186,11 +186,12 @@ def test_a_429_from_6sense_pauses_and_the_night_still_finishes(make_sandbox, mak
     statuses = [e.status for e in box["sixsense"].log.entries(path_prefix="/v2/people/full")]
     assert statuses.count(429) == 2
     assert report.states == {"done(written)": 21, "skipped(invalid_email)": 3, "skipped(no_match)": 4}
-    # After a 429 with Retry-After: 1, the next request waited at least that second.
+    # After a 429 with Retry-After: 1 the token paused: calls already on the wire may land just
+    # after it, but none was sent during the following second.
     entries = box["sixsense"].log.entries(path_prefix="/v2/people/full")
-    first_429 = next(i for i, e in enumerate(entries) if e.status == 429)
-    later = [e for e in entries[first_429 + 1 :] if e.status != 429]
-    assert later and later[0].at - entries[first_429].at >= 0.95
+    last_429 = max(e.at for e in entries if e.status == 429)
+    assert not [e for e in entries if last_429 + 0.1 < e.at < last_429 + 0.95]
+    assert [e for e in entries if e.at >= last_429 + 0.95]
 
 
 def test_6sense_rate_limit_is_kept_by_the_limiter_not_the_vendor(make_sandbox, make_settings, ledger_url):
@@ -214,7 +215,7 @@ def test_an_expired_salesforce_session_mid_run_is_renewed(sandbox, make_settings
     expired = []
 
     def expire_once(done: int, total: int) -> None:
-        if done == 5 and not expired:
+        if not expired:  # the first leads are settled; the writes are still to come
             crm.expire_all_sessions()
             expired.append(done)
 
@@ -255,7 +256,7 @@ def test_a_crash_between_planned_and_confirmed_never_writes_twice(sandbox, make_
         pass
 
     def crash_on_confirm(self, *, ids, state, error=""):
-        if state == "confirmed":
+        if state == "confirmed" and ids:
             raise Crash()
         return original(self, ids=ids, state=state, error=error)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, update
+from sqlalchemy import Engine, bindparam, func, insert, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +44,28 @@ def idempotency_key(*, source: str, record_id: str, field: str, before: Any, aft
     (a person emptied the field, or a value went A -> C -> A) gets a new one."""
     material = json.dumps([source, record_id, field, before, after, generation], sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class FieldHistory:
+    last_written: Any | None
+    confirmed: int
+
+
+@dataclass(frozen=True)
+class LeadHistory:
+    fields: dict[str, FieldHistory]
+    planned: list[FieldWrite]
+
+
+@dataclass(frozen=True)
+class StateChange:
+    lead_id: int
+    state: str
+    reason: str = ""
+    detail: str = ""
+    retryable: bool = False
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +168,45 @@ class Ledger:
             assert lead_id is not None
             return lead_id
 
+    def claim_leads(
+        self, *, source: str, leads: list[tuple[str, str, datetime | None]], run_id: int, ttl: timedelta, via: str
+    ) -> dict[str, int]:
+        """Upsert a page of (record id, email, created) and claim them for this run in one
+        transaction; returns record id -> lead id for the leads this run now owns (not those
+        this run already had, nor those another worker holds)."""
+        if not leads:
+            return {}
+        now = utcnow()
+        upsert = self._insert(Lead).values([
+            {"source": source, "record_id": rid, "email": email, "crm_created_at": created, "state": "new",
+             "reason": "", "detail": "", "retryable": False, "attempts": 0, "updated_at": now}
+            for rid, email, created in leads
+        ])
+        upsert = upsert.on_conflict_do_update(index_elements=["source", "record_id"],
+                                              set_={"email": upsert.excluded.email})
+        record_ids = [rid for rid, _, _ in leads]
+        with self.session() as s:
+            conn = s.connection()
+            conn.execute(upsert)
+            claimed = conn.execute(
+                update(Lead)
+                .where(
+                    Lead.source == source,
+                    col(Lead.record_id).in_(record_ids),
+                    or_(
+                        col(Lead.state).not_in(IN_FLIGHT)
+                        & or_(col(Lead.run_id).is_(None), col(Lead.run_id) != run_id),
+                        col(Lead.state).in_(IN_FLIGHT) & (col(Lead.claimed_until) < now),
+                    ),
+                )
+                .values(state="enriching", run_id=run_id, claimed_until=now + ttl,
+                        attempts=Lead.attempts + 1, updated_at=now)
+                .returning(Lead.id, Lead.record_id)
+            ).all()
+            for lead_id, _ in claimed:
+                s.add(LeadEvent(lead_id=lead_id, run_id=run_id, at=now, via=via, state="enriching"))
+            return {record_id: lead_id for lead_id, record_id in claimed}
+
     def claim_lead(self, *, lead_id: int, run_id: int, ttl: timedelta, via: str) -> bool:
         """Take the lead for this run: not when this run already has it, nor while another
         worker's claim is alive. Returns whether we own it now."""
@@ -195,6 +256,75 @@ class Ledger:
             s.add(LeadEvent(lead_id=lead_id, run_id=run_id, at=now, via=via, state=state,
                             reason=reason, detail=detail[:2000]))
 
+    def set_states(self, *, changes: list[StateChange], run_id: int | None, via: str) -> None:
+        """Many leads' new states, with their history events, in one transaction."""
+        if not changes:
+            return
+        now = utcnow()
+        rows = [{
+            "v_id": c.lead_id, "v_state": c.state, "v_reason": c.reason, "v_detail": c.detail[:2000],
+            "v_retryable": c.retryable, "v_next": c.next_attempt_at, "v_now": now,
+            "v_claim": now + timedelta(minutes=10) if c.state in IN_FLIGHT else None,
+        } for c in changes]
+        stmt = (update(Lead).where(col(Lead.id) == bindparam("v_id"))
+                .values(state=bindparam("v_state"), reason=bindparam("v_reason"), detail=bindparam("v_detail"),
+                        retryable=bindparam("v_retryable"), next_attempt_at=bindparam("v_next"),
+                        updated_at=bindparam("v_now"), claimed_until=bindparam("v_claim")))
+        events = [{"lead_id": c.lead_id, "run_id": run_id, "at": now, "via": via, "state": c.state,
+                   "reason": c.reason, "detail": c.detail[:2000]} for c in changes]
+        with self.session() as s:
+            conn = s.connection()
+            conn.execute(stmt, rows)
+            conn.execute(insert(LeadEvent), events)
+
+    def field_histories(self, *, lead_ids: list[int]) -> dict[int, LeadHistory]:
+        """For each lead: per field the value we last wrote (or planned) and the count of confirmed
+        writes, and the writes still `planned` (a crash or lost reply left them unconfirmed)."""
+        histories = {lead_id: LeadHistory({}, []) for lead_id in lead_ids}
+        if not lead_ids:
+            return histories
+        with self.session() as s:
+            rows = s.exec(
+                select(FieldWrite)
+                .where(col(FieldWrite.lead_id).in_(lead_ids), FieldWrite.decision == "write",
+                       col(FieldWrite.state).in_(("planned", "confirmed")))
+                .order_by(col(FieldWrite.id))
+            ).all()
+        for row in rows:
+            history = histories[row.lead_id]
+            before = history.fields.get(row.field, FieldHistory(None, 0))
+            history.fields[row.field] = FieldHistory(row.new_value, before.confirmed + (row.state == "confirmed"))
+            if row.state == "planned":
+                history.planned.append(row)
+        return histories
+
+    def record_decisions_bulk(
+        self, *, run_id: int | None, via: str, skips: list[dict[str, Any]], writes: list[dict[str, Any]]
+    ) -> list[FieldWrite]:
+        """Record many leads' field decisions in one transaction (each dict has lead_id). Writes
+        are inserted `planned` unless their idempotency key exists; returns the write rows, new
+        or existing, in the order given (their state says whether the write must still happen)."""
+        now = utcnow()
+        base = {"run_id": run_id, "via": via, "created_at": now, "error": "", "written_at": None}
+        with self.session() as s:
+            conn = s.connection()
+            if skips:
+                conn.execute(insert(FieldWrite), [
+                    {**base, "detail": "", "idempotency_key": None, **skip, "decision": "skip", "state": "recorded"}
+                    for skip in skips])
+            if not writes:
+                return []
+            keys = [w["idempotency_key"] for w in writes]
+            existing = {r.idempotency_key for r in s.exec(
+                select(FieldWrite).where(col(FieldWrite.idempotency_key).in_(keys)))}
+            fresh = [w for w in writes if w["idempotency_key"] not in existing]
+            if fresh:
+                conn.execute(insert(FieldWrite), [
+                    {**base, "detail": "", **w, "decision": "write", "state": "planned"} for w in fresh])
+            by_key = {r.idempotency_key: r for r in s.exec(
+                select(FieldWrite).where(col(FieldWrite.idempotency_key).in_(keys)))}
+            return [by_key[k] for k in keys]
+
     def leads_due(self, *, source: str, now: datetime, limit: int = 10_000) -> list[Lead]:
         """Failed-retryable and deferred leads whose time has come, oldest first, plus in-flight
         leads whose claim expired (a worker died)."""
@@ -242,6 +372,46 @@ class Ledger:
         return counts
 
     # ---- field decisions and writes ---------------------------------------------------------
+
+    def field_history(self, *, lead_id: int) -> dict[str, FieldHistory]:
+        """Per field: the value we last wrote or planned to write, and how many writes were confirmed."""
+        with self.session() as s:
+            rows = s.exec(
+                select(FieldWrite.field, FieldWrite.state, FieldWrite.new_value)
+                .where(FieldWrite.lead_id == lead_id, FieldWrite.decision == "write",
+                       col(FieldWrite.state).in_(("planned", "confirmed")))
+                .order_by(col(FieldWrite.id))
+            ).all()
+        history: dict[str, FieldHistory] = {}
+        for field, state, value in rows:
+            before = history.get(field, FieldHistory(None, 0))
+            history[field] = FieldHistory(value, before.confirmed + (state == "confirmed"))
+        return history
+
+    def record_decisions(
+        self, *, lead_id: int, run_id: int | None, via: str, skips: list[dict[str, Any]], writes: list[dict[str, Any]]
+    ) -> list[FieldWrite]:
+        """Record a lead's field decisions in one transaction. Writes are inserted `planned`
+        unless their idempotency key exists; the existing row is returned then (its state says
+        whether the write still has to happen)."""
+        now = utcnow()
+        with self.session() as s:
+            for skip in skips:
+                s.add(FieldWrite(lead_id=lead_id, run_id=run_id, via=via, decision="skip", state="recorded",
+                                 created_at=now, **skip))
+            keys = [w["idempotency_key"] for w in writes]
+            existing = {row.idempotency_key: row for row in s.exec(
+                select(FieldWrite).where(col(FieldWrite.idempotency_key).in_(keys)))} if keys else {}
+            rows: list[FieldWrite] = []
+            for write in writes:
+                row = existing.get(write["idempotency_key"])
+                if row is None:
+                    row = FieldWrite(lead_id=lead_id, run_id=run_id, via=via, decision="write", state="planned",
+                                     created_at=now, **write)
+                    s.add(row)
+                rows.append(row)
+            s.flush()
+            return rows
 
     def last_written(self, *, lead_id: int, field: str) -> Any | None:
         """The value we last wrote (or planned to write) into `field`, None if never."""
@@ -396,6 +566,99 @@ class Ledger:
             row.calls += 1
             s.add(row)
             return credits
+
+    def claim_lookups(
+        self, *, provider: str, endpoint: str, keys: list[str], credit_pool: str | None,
+        fresh_after: datetime, ttl: timedelta, token: str,
+    ) -> tuple[dict[str, Enrichment], set[str], set[str]]:
+        """Claim many lookups at once with one token. Returns (fresh cached rows by key, keys
+        this caller now owns and must call, keys another worker is calling right now)."""
+        now = utcnow()
+        cached: dict[str, Enrichment] = {}
+        owned: set[str] = set()
+        busy: set[str] = set()
+        if not keys:
+            return cached, owned, busy
+        insert_stmt = (
+            self._insert(Enrichment)
+            .values([{"provider": provider, "endpoint": endpoint, "lookup_key": k, "credit_pool": credit_pool,
+                      "status": "claimed", "claim_token": token, "claimed_until": now + ttl, "detail": "",
+                      "credits_spent": 0, "calls": 0} for k in keys])
+            .on_conflict_do_nothing(index_elements=["endpoint", "lookup_key"])
+            .returning(Enrichment.lookup_key)
+        )
+        with self.session() as s:
+            conn = s.connection()
+            owned = {row[0] for row in conn.execute(insert_stmt)}
+            others = [k for k in keys if k not in owned]
+            if not others:
+                return cached, owned, busy
+            rows = s.exec(select(Enrichment).where(Enrichment.endpoint == endpoint,
+                                                   col(Enrichment.lookup_key).in_(others))).all()
+            for row in rows:
+                if row.status in ("matched", "no_match") and row.fetched_at and row.fetched_at >= fresh_after:
+                    cached[row.lookup_key] = row
+                elif row.status == "claimed" and row.claimed_until and row.claimed_until > now:
+                    busy.add(row.lookup_key)
+                else:
+                    taken = conn.execute(
+                        update(Enrichment)
+                        .where(col(Enrichment.id) == row.id, Enrichment.claim_token == row.claim_token,
+                               Enrichment.status == row.status)
+                        .values(status="claimed", claim_token=token, claimed_until=now + ttl)
+                    ).rowcount == 1
+                    (owned if taken else busy).add(row.lookup_key)
+        return cached, owned, busy
+
+    def store_answers(
+        self, *, endpoint: str, token: str, answers: dict[str, tuple[str, dict[str, Any] | None, str]],
+        charge_window: timedelta | None,
+    ) -> dict[str, int]:
+        """Store claimed lookups' answers {key: (status, payload, detail)}; returns credits per key
+        (0 for a no-match, or inside the vendor's no-recharge window)."""
+        if not answers:
+            return {}
+        now = utcnow()
+        credits: dict[str, int] = {}
+        with self.session() as s:
+            rows = s.exec(select(Enrichment).where(Enrichment.endpoint == endpoint,
+                                                   col(Enrichment.lookup_key).in_(list(answers)),
+                                                   Enrichment.claim_token == token)).all()
+            for row in rows:
+                status, payload, detail = answers[row.lookup_key]
+                charge = 0
+                if status == "matched" and row.credit_pool and (
+                    row.first_charged_at is None
+                    or (charge_window is not None and now - row.first_charged_at >= charge_window)
+                ):
+                    charge = 1
+                    row.first_charged_at = now
+                row.status, row.payload, row.detail = status, payload, detail[:2000]
+                row.fetched_at, row.claimed_until, row.claim_token = now, None, ""
+                row.credits_spent += charge
+                row.calls += 1
+                credits[row.lookup_key] = charge
+                s.add(row)
+        return credits
+
+    def release_lookups(self, *, endpoint: str, token: str, details: dict[str, str]) -> None:
+        """Give claims back after failed calls, so another worker (or a retry) may try."""
+        if not details:
+            return
+        with self.session() as s:
+            s.connection().execute(
+                update(Enrichment)
+                .where(Enrichment.endpoint == endpoint, Enrichment.lookup_key == bindparam("v_key"),
+                       Enrichment.claim_token == token)
+                .values(status="failed", claimed_until=None, claim_token="", detail=bindparam("v_detail")),
+                [{"v_key": k, "v_detail": d[:2000]} for k, d in details.items()],
+            )
+
+    def answers_for(self, *, endpoint: str, keys: list[str]) -> dict[str, Enrichment]:
+        with self.session() as s:
+            rows = s.exec(select(Enrichment).where(Enrichment.endpoint == endpoint,
+                                                   col(Enrichment.lookup_key).in_(keys))).all()
+        return {r.lookup_key: r for r in rows}
 
     def release_lookup(self, *, endpoint: str, lookup_key: str, token: str, detail: str) -> None:
         """Give a claim back after a failed call, so another worker (or a retry) may try."""
