@@ -25,10 +25,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from connector.errors import ConfigError, ConnectorError, MappingError
-from connector.ledger import Ledger, migrate as migrate_ledger, open_ledger
-from connector.limiter import build_limiter
+from connector.ledger import Ledger, open_ledger
+from connector.ledger import migrate as migrate_ledger
 from connector.pipeline import RunReport, current_window, enabled_sources, run_source
 from connector.redaction import install_log_redaction, redact, register_secrets
+from connector.services import open_services
 from connector.settings import Settings, load_settings
 
 EXIT_OK, EXIT_BUG, EXIT_CONFIG, EXIT_PARTIAL = 0, 1, 2, 3
@@ -104,8 +105,8 @@ def run(
     outside it, it gets a window of the same length starting now."""
     try:
         with _vendors(config) as settings:
-            ledger = open_ledger(settings.ledger_url)
-            limiter = build_limiter(settings.limiter.url)
+            services = open_services(settings)
+            ledger, limiter = services.ledger, services.limiter
             window = current_window(settings, scheduled=scheduled)
             console.print(
                 f"[bold]{window.kind} run[/] {window.start:%Y-%m-%d %H:%M}–{window.end:%H:%M} UTC"
@@ -118,7 +119,7 @@ def run(
                               TimeElapsedColumn(), console=console, transient=True) as progress:
                     task = progress.add_task(f"{source}: enriching", total=None)
                     report = run_source(
-                        settings, ledger, limiter, source, window=window,
+                        settings, ledger, limiter, source, window=window, context=services.context(),
                         progress=lambda done, total: progress.update(task, completed=done, total=total),
                     )
                 if report is None:

@@ -9,10 +9,12 @@ while the other providers go on.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import Executor
 from datetime import datetime, timedelta, timezone
 
@@ -22,12 +24,15 @@ from connector.ledger.tables import Enrichment
 from connector.models import LeadIdentity, ProviderAnswer
 from connector.providers.base import Provider
 
-CLAIM_TTL = timedelta(minutes=2)
+log = logging.getLogger(__name__)
+CLAIM_TTL = timedelta(seconds=30)
 Outcome = ProviderAnswer | ConnectorError
 
 
 class Enricher:
-    def __init__(self, *, ledger: Ledger, providers: dict[str, Provider], wait_poll_seconds: float = 0.05) -> None:
+    def __init__(self, *, ledger: Ledger, providers: dict[str, Provider], wait_poll_seconds: float = 0.05,
+                 claim_ttl: timedelta = CLAIM_TTL) -> None:
+        self.claim_ttl = claim_ttl
         self.ledger = ledger
         self.providers = providers
         self.wait_poll_seconds = wait_poll_seconds
@@ -98,7 +103,7 @@ class Enricher:
             token = secrets.token_hex(16)
             cached, owned, busy = self.ledger.claim_lookups(
                 provider=name, endpoint=provider.endpoint, keys=pending, credit_pool=provider.credit_pool,
-                fresh_after=fresh_after, ttl=CLAIM_TTL, token=token,
+                fresh_after=fresh_after, ttl=self.claim_ttl, token=token,
             )
             for key, row in cached.items():
                 results[key] = _cached(name, row)
@@ -143,7 +148,8 @@ class Enricher:
                 return key, exc
 
         mapper: Callable[..., Iterable[tuple[str, Outcome | dict]]] = executor.map if executor else map
-        fetched = dict(mapper(call, list(owned)))
+        with self._heartbeat(provider.endpoint, token, list(owned)):
+            fetched = dict(mapper(call, list(owned)))
         to_store: dict[str, tuple[str, dict | None, str]] = {}
         to_release: dict[str, str] = {}
         outcomes: dict[str, Outcome] = {}
@@ -170,6 +176,28 @@ class Enricher:
         with self._lock:
             self.credits[name] += spent
         return outcomes
+
+
+    @contextmanager
+    def _heartbeat(self, endpoint: str, token: str, keys: list[str]) -> Iterator[None]:
+        """Refresh our lookup claims every third of their TTL while the calls run, so only a dead
+        worker's claims expire (and another worker takes them over)."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.claim_ttl.total_seconds() / 3):
+                try:
+                    self.ledger.refresh_lookups(endpoint=endpoint, token=token, keys=keys, ttl=self.claim_ttl)
+                except Exception:  # noqa: BLE001  (a missed beat only shortens the claim)
+                    log.warning("could not refresh lookup claims", exc_info=True)
+
+        thread = threading.Thread(target=beat, name="claim-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=5)
 
 
 def _cached(name: str, row: Enrichment) -> ProviderAnswer:

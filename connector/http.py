@@ -85,7 +85,9 @@ class MeteredHttp:
         policy: RetryPolicy = RetryPolicy(),
         time_scale: float = 1.0,
         on_call: Callable[[], None] | None = None,
+        realtime: bool = False,
     ) -> None:
+        self.realtime = realtime
         self.client = client
         self.limiter = limiter
         self.spec = spec
@@ -101,7 +103,7 @@ class MeteredHttp:
         while True:
             if deadline is not None and time.time() >= deadline:
                 raise WindowClosed("the window ended before this call could start")
-            with self.limiter.acquire(self.spec, deadline=deadline):
+            with self.limiter.acquire(self.spec, deadline=deadline, realtime=self.realtime):
                 if self.on_call:
                     self.on_call()
                 try:
@@ -134,6 +136,15 @@ class MeteredHttp:
 
     def close(self) -> None:
         self.client.close()
+
+
+def metered_http(context: Any, *, client: httpx.Client, spec: LimitSpec, classify: Classifier,
+                 policy: RetryPolicy = RetryPolicy()) -> MeteredHttp:
+    """A MeteredHttp wired to a VendorContext: its time scale, real-time share and spend recording."""
+    record = context.record_call if (spec.daily_quota and context.record_call) else None
+    return MeteredHttp(client=client, limiter=context.limiter, spec=spec, classify=classify, policy=policy,
+                       time_scale=context.settings.time_scale, realtime=context.realtime,
+                       on_call=(lambda: record(spec)) if record else None)
 
 
 def retry_after_seconds(headers: Any, time_scale: float = 1.0) -> float | None:

@@ -37,12 +37,11 @@ from connector.mapping import Mapping, check_providers, load_mapping
 from connector.models import CrmField, CrmLead, RecordUpdate
 from connector.providers.base import Provider
 from connector.redaction import redact
-from connector.registry import PROVIDERS, SOURCES, load_all
+from connector.registry import PROVIDER_SETTINGS, PROVIDERS, SOURCES, load_all
 from connector.settings import Settings
 from connector.sources.base import Source, VendorContext
 
 log = logging.getLogger(__name__)
-CLAIM_TTL = timedelta(minutes=10)
 RETRY_DELAY = timedelta(minutes=15)
 
 
@@ -99,8 +98,9 @@ def enabled_sources(settings: Settings) -> list[str]:
 
 def check_mapping_fields(mapping: Mapping, crm_fields: dict[str, CrmField]) -> None:
     """Every mapped and identity field must exist on the CRM object; mapped ones must be writable."""
-    from connector.mapping import _line_of  # noqa: PLC0415  (line numbers for the message)
     import yaml  # noqa: PLC0415
+
+    from connector.mapping import _line_of  # noqa: PLC0415  (line numbers for the message)
 
     root = yaml.compose(mapping.file.read_text(encoding="utf-8"))
     for key, crm_name in mapping.identity.items():
@@ -124,11 +124,12 @@ def check_mapping_fields(mapping: Mapping, crm_fields: dict[str, CrmField]) -> N
             )
 
 
-def build_runtime(settings: Settings, ledger: Ledger, limiter: Limiter, source_name: str) -> Runtime:
+def build_runtime(settings: Settings, ledger: Ledger, limiter: Limiter, source_name: str, *,
+                  context: VendorContext | None = None) -> Runtime:
     """Load the mapping and vendors for one source and check the mapping against the live schema,
     all before any enrichment call is made."""
     load_all()
-    context = VendorContext(settings, limiter)
+    context = context or VendorContext(settings, limiter)
     source_settings = getattr(settings.sources, source_name)
     mapping = load_mapping(settings.resolved_mappings_dir / source_settings.mapping)
     if mapping.source != source_name:
@@ -136,7 +137,8 @@ def build_runtime(settings: Settings, ledger: Ledger, limiter: Limiter, source_n
             f"{mapping.file}: 'source: {mapping.source}' but it is configured for source '{source_name}'",
             fix=f"set 'source: {source_name}' in the file or point sources.{source_name}.mapping at the right file",
         )
-    enabled = {n for n in PROVIDERS if getattr(getattr(settings.providers, n, None), "enabled", False)}
+    enabled = {n for n in PROVIDERS
+               if getattr(getattr(settings.providers, PROVIDER_SETTINGS[n], None), "enabled", False)}
     check_providers(mapping, enabled)
     source = SOURCES[source_name](context)
     providers: dict[str, Provider] = {}
@@ -198,6 +200,7 @@ class RunReport:
 
 
 Progress = Callable[[int, int], None]
+Submit = Callable[[int, list[str]], None]  # hands (run id, a batch of record ids) to a worker
 CHUNK = 200  # leads that move through the phases together: one ledger transaction per phase
 
 
@@ -211,46 +214,84 @@ class SourceRun:
         assert run.id is not None
         self.rt, self.run_id, self.window, self.via = rt, run.id, window, via
         self.source_name = rt.source.name
-        self.enricher = Enricher(ledger=rt.ledger, providers=rt.providers)
+        self.enricher = Enricher(ledger=rt.ledger, providers=rt.providers,
+                                 claim_ttl=timedelta(seconds=min(rt.settings.claim_ttl_seconds, 30)))
         self.progress = progress or (lambda done, total: None)
         self.done = 0
         self.total = 0
         self.fields_written = 0
         self.polled = 0
+        self.stopped_by: ConnectorError | None = None
 
     # ---- the run ----------------------------------------------------------------------------
 
-    def execute(self) -> None:
-        deadline = self.window.deadline
-        fields = self.rt.mapping.crm_fields_to_read
+    def execute(self, submit: Submit | None = None) -> None:
+        """Retry what is due, then poll new leads. With `submit` (many workers), each batch of
+        record ids is handed to it instead of being processed here."""
         with ThreadPoolExecutor(max_workers=self.rt.settings.workers, thread_name_prefix="enrich") as pool:
             self.pool = pool
             due = self.rt.ledger.leads_due(source=self.source_name, now=datetime.now(timezone.utc))
             if due:
                 self.total += len(due)
-                current = self.rt.source.read(record_ids=[l.record_id for l in due], fields=fields, deadline=deadline)
-                found = {c.record_id for c in current}
-                self._apply_states([StateChange(l.id, "skipped", "not_found",  # type: ignore[arg-type]
-                                                "the record no longer exists in the CRM")
-                                    for l in due if l.record_id not in found])
-                self.process(current)
-            cursor = self.rt.ledger.get_cursor(source=self.source_name)
-            settings = self.rt.settings
-            if cursor is None:
-                cursor = settings.initial_watermark or (self.window.start - timedelta(hours=24))
-                self.rt.ledger.set_cursor(source=self.source_name, watermark=cursor)
-            since = cursor - timedelta(minutes=settings.poll_overlap_minutes)
-            try:
-                for page in self.rt.source.poll_new(since=since, fields=fields, deadline=deadline):
-                    self.polled += len(page)
-                    self.total += len(page)
+                ids = [l.record_id for l in due]
+                if submit is not None:
+                    for start in range(0, len(ids), CHUNK):
+                        submit(self.run_id, ids[start : start + CHUNK])
+                else:
+                    self.process_records(ids)
+            self._poll(submit)
+
+    def process_records(self, record_ids: Sequence[str]) -> None:
+        """Read the records' current values from the CRM and process them (a worker's batch)."""
+        if not hasattr(self, "pool"):
+            with ThreadPoolExecutor(max_workers=self.rt.settings.workers, thread_name_prefix="enrich") as pool:
+                self.pool = pool
+                self.process_records(record_ids)
+                return
+        current = self.rt.source.read(record_ids=list(record_ids), fields=self.rt.mapping.crm_fields_to_read,
+                                      deadline=self.window.deadline)
+        found = {c.record_id for c in current}
+        missing = [rid for rid in record_ids if rid not in found]
+        if missing:
+            known = {l.record_id: l.id for rid in missing for l in self.rt.ledger.find_leads(key=rid)
+                     if l.source == self.source_name}
+            self._apply_states([StateChange(known[rid], "skipped", "not_found",
+                                            "the record no longer exists in the CRM") for rid in missing if rid in known])
+        self.process(current)
+
+    def _poll(self, submit: Submit | None) -> None:
+        settings, ledger, deadline = self.rt.settings, self.rt.ledger, self.window.deadline
+        cursor = ledger.get_cursor(source=self.source_name)
+        if cursor is None:
+            cursor = settings.initial_watermark or (self.window.start - timedelta(hours=24))
+            ledger.set_cursor(source=self.source_name, watermark=cursor)
+        since = cursor - timedelta(minutes=settings.poll_overlap_minutes)
+        try:
+            for page in self.rt.source.poll_new(since=since, fields=self.rt.mapping.crm_fields_to_read,
+                                                deadline=deadline):
+                self.polled += len(page)
+                self.total += len(page)
+                if submit is None:
                     self.process(page)
-                    if page:
-                        self.rt.ledger.set_cursor(source=self.source_name, watermark=max(l.created_at for l in page))
-                    if time.time() >= deadline:
-                        break
-            except WindowClosed:
-                log.info("%s: the window ended while polling; the rest waits for the next night", self.source_name)
+                else:
+                    self._queue(page, submit)
+                if page:
+                    ledger.set_cursor(source=self.source_name, watermark=max(l.created_at for l in page))
+                if time.time() >= deadline:
+                    break
+        except WindowClosed:
+            log.info("%s: the window ended while polling; the rest waits for the next night", self.source_name)
+        except QuotaExhausted as exc:
+            self.stopped_by = exc
+            log.warning("%s: %s; the leads not yet polled wait for the next night", self.source_name, exc.message)
+
+    def _queue(self, page: list[CrmLead], submit: Submit) -> None:
+        email_field = self.rt.mapping.identity["email"]
+        unique = list({c.record_id: c for c in page}.values())
+        self.rt.ledger.register_leads(source=self.source_name, run_id=self.run_id, leads=[
+            (c.record_id, str(c.values.get(email_field) or "").strip()[:320], c.created_at) for c in unique])
+        for start in range(0, len(unique), CHUNK):
+            submit(self.run_id, [c.record_id for c in unique[start : start + CHUNK]])
 
     def process(self, leads: Sequence[CrmLead]) -> None:
         unique = list({crm.record_id: crm for crm in leads}.values())
@@ -262,7 +303,8 @@ class SourceRun:
         rt = self.rt
         email_field = rt.mapping.identity["email"]
         owned = rt.ledger.claim_leads(
-            source=self.source_name, run_id=self.run_id, ttl=CLAIM_TTL, via=self.via,
+            source=self.source_name, run_id=self.run_id, ttl=timedelta(seconds=rt.settings.claim_ttl_seconds),
+            via=self.via,
             leads=[(c.record_id, str(c.values.get(email_field) or "").strip()[:320], c.created_at) for c in leads],
         )
         self.total -= len(leads) - len(owned)
@@ -557,9 +599,11 @@ def _canonical_or_raw(value: Any, crm_field: CrmField) -> Any:
 
 def run_source(
     settings: Settings, ledger: Ledger, limiter: Limiter, source_name: str, *, window: Window,
-    via: str = "night", progress: Progress | None = None,
+    via: str = "night", progress: Progress | None = None, context: VendorContext | None = None,
+    submit: Submit | None = None,
 ) -> RunReport | None:
-    """Run one source inside `window`; None when this night's run for the source already exists."""
+    """Run one source inside `window`; None when this night's run for the source already exists.
+    With `submit`, polled batches are handed to workers instead of processed here."""
     run = ledger.start_run(run_key=f"{source_name}:{window.key}", source=source_name, kind=window.kind,
                            window_start=window.start, window_end=window.end)
     if run is None:
@@ -569,9 +613,9 @@ def run_source(
     report = RunReport(source_name, run.id, run.run_key, window)
     rt: Runtime | None = None
     try:
-        rt = build_runtime(settings, ledger, limiter, source_name)
+        rt = build_runtime(settings, ledger, limiter, source_name, context=context)
         source_run = SourceRun(rt, run=run, window=window, via=via, progress=progress)
-        source_run.execute()
+        source_run.execute(submit)
         report.calls = {**source_run.enricher.calls, source_name: getattr(rt.source, "session", None) and rt.source.session.calls or 0}  # type: ignore[attr-defined]
         report.credits = dict(source_run.enricher.credits)
         report.fields_written = source_run.fields_written
@@ -584,6 +628,8 @@ def run_source(
         if rt is not None:
             rt.close()
     report.seconds = time.monotonic() - started
+    if submit is not None:
+        report.status = "dispatched"  # the workers finish it; the ledger counts as they go
     report.states = ledger.count_states(run_id=run.id)
     ledger.finish_run(run_id=run.id, status=report.status, report=report.as_dict())
     return report

@@ -16,6 +16,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 SOURCES: dict[str, Callable[..., "Source"]] = {}
 PROVIDERS: dict[str, Callable[..., "Provider"]] = {}
+# The settings section (providers.<section>) of each registered provider: one vendor may
+# register several providers (one per endpoint), all configured in one section.
+PROVIDER_SETTINGS: dict[str, str] = {}
 
 
 def register_source(name: str) -> Callable[[F], F]:
@@ -26,9 +29,10 @@ def register_source(name: str) -> Callable[[F], F]:
     return decorate
 
 
-def register_provider(name: str) -> Callable[[F], F]:
+def register_provider(name: str, *, settings_section: str | None = None) -> Callable[[F], F]:
     def decorate(factory: F) -> F:
         PROVIDERS[name] = factory
+        PROVIDER_SETTINGS[name] = settings_section or name
         return factory
 
     return decorate

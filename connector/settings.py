@@ -109,10 +109,16 @@ class SixSenseSettings(_Model):
     # 6sense does not charge again for a record re-enriched within 30 days of its first charge.
     cache_days: int = Field(default=30, ge=0)
     retries_on_server_error: int = Field(default=3, ge=0, le=10)
+    # Company Identification: the X-6s-CustomID header partners must send
+    # (<partner_name>-<customer_name>-<customer_api_token>); None sends no header.
+    custom_id: SecretStr | None = None
+    # Lead Scoring answers are free and move faster than firmographics: reuse them this long.
+    score_cache_days: int = Field(default=1, ge=0)
 
 
 class HubSpotSettings(_Model):
-    enabled: bool = True
+    # Off unless configured: an org without HubSpot must not fail for its missing credentials.
+    enabled: bool = False
     mapping: str = "hubspot.contact.yaml"
     base_url: str = "https://api.hubapi.com"
     auth: Literal["private_app", "oauth"] = "private_app"
@@ -128,10 +134,13 @@ class HubSpotSettings(_Model):
     search_rate_limit: RateLimit = RateLimit(requests=5, per_seconds=1)
     daily_limit: int = Field(default=250_000, gt=0)
     daily_reserve_fraction: float = Field(default=0.2, ge=0, lt=1)
+    # Contacts per batch update (HubSpot accepts at most 100).
+    write_batch_size: int = Field(default=100, ge=1, le=100)
 
 
 class MarketoSettings(_Model):
-    enabled: bool = True
+    # Off unless configured: an org without Marketo must not fail for its missing credentials.
+    enabled: bool = False
     mapping: str = "marketo.lead.yaml"
     rest_url: str = "https://000-AAA-000.mktorest.com/rest"
     identity_url: str = "https://000-AAA-000.mktorest.com/identity"
@@ -143,6 +152,8 @@ class MarketoSettings(_Model):
     max_in_flight: int = Field(default=10, ge=1)
     daily_quota: int = Field(default=50_000, gt=0)
     daily_reserve_fraction: float = Field(default=0.2, ge=0, lt=1)
+    # Leads per Sync Leads call (Marketo accepts at most 300).
+    write_batch_size: int = Field(default=300, ge=1, le=300)
 
 
 class SlintelSettings(_Model):
@@ -156,6 +167,9 @@ class SlintelSettings(_Model):
     daily_limit: int = Field(default=10_000, gt=0)
     # Every successful answer costs a credit, repeats included: never ask again inside this period.
     freshness_days: int = Field(default=90, ge=0)
+    # Lead enrichment asks by email; when that finds nobody it tries these, in order (each try is
+    # one more call against the daily limit, a no-match costs no credit).
+    lead_fallbacks: list[Literal["linkedin_url", "name_company"]] = ["linkedin_url", "name_company"]
 
 
 class ContactsApiSettings(_Model):
@@ -164,7 +178,13 @@ class ContactsApiSettings(_Model):
     api_token: SecretStr | None = None
     http: HttpOptions = HttpOptions()
     rate_limit: RateLimit = RateLimit(requests=60, per_seconds=60)
+    max_in_flight: int = Field(default=4, ge=1)
     freshness_days: int = Field(default=30, ge=0)
+    # contacts_people: decision makers asked for per company (one credit per contact returned).
+    decision_makers_per_company: int = Field(default=3, ge=1, le=100)
+    # contacts_people: only these departments (the API's vocabulary, e.g. executive, finance,
+    # information_technology); empty = any department.
+    decision_maker_departments: list[str] = []
 
 
 class SourcesSettings(_Model):
@@ -202,6 +222,30 @@ class LedgerSettings(_Model):
 class LimiterSettings(_Model):
     # "memory://" (one process) or "redis://host:port/db" (shared by every worker).
     url: str = "memory://"
+    # Namespace of the limiter's Redis keys (one per deployment sharing a Redis).
+    prefix: str = "connector:limits"
+    # A call in flight holds a lease this long, refreshed while it runs; a dead worker's lease expires.
+    lease_seconds: float = Field(default=60.0, gt=0)
+    # How long callers wait for an unreachable Redis before deferring their leads (no call is
+    # ever made without a grant).
+    unreachable_wait_seconds: float = Field(default=30.0, ge=0)
+    # Share of every daily quota the nightly batch leaves for the real-time webhook.
+    realtime_reserve: float = Field(default=0.1, ge=0, lt=1)
+    # Tests only: shifts the limiter's clock (e.g. to cross midnight GMT without waiting).
+    clock_offset_seconds: float = 0.0
+
+
+class CelerySettings(_Model):
+    """Many workers: Celery on Redis."""
+
+    broker_url: str = "redis://127.0.0.1:6379/1"
+    # Longer than the longest task (a batch), so a slow batch is not delivered twice.
+    visibility_timeout_seconds: int = Field(default=7200, gt=0)
+    # The sweeper's period, and how long a queued lead may wait before it is queued again.
+    sweep_every_seconds: int = Field(default=60, gt=0)
+    queued_grace_seconds: int = Field(default=600, gt=0)
+    # Hard limit on one batch task.
+    task_time_limit_seconds: int = Field(default=1800, gt=0)
 
 
 class Settings(BaseSettings):
@@ -214,12 +258,15 @@ class Settings(BaseSettings):
     initial_watermark: datetime | None = None
     poll_overlap_minutes: int = Field(default=5, ge=0)
     workers: int = Field(default=8, ge=1, le=64)
+    # A worker's claim on a lead lasts this long; past it (the worker died) the lead is retried.
+    claim_ttl_seconds: int = Field(default=900, gt=0)
     # Divides every vendor window and wait, in the sandbox and the limiter alike (tests only).
     time_scale: float = Field(default=1.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     window: WindowSettings = WindowSettings()
     ledger: LedgerSettings = LedgerSettings()
     limiter: LimiterSettings = LimiterSettings()
+    celery: CelerySettings = CelerySettings()
     sandbox: SandboxSettings = SandboxSettings()
     sources: SourcesSettings = SourcesSettings()
     providers: ProvidersSettings = ProvidersSettings()

@@ -1,1 +1,1 @@
-"""Celery tasks (thin wrappers over connector)."""
+"""Celery tasks: thin, named wrappers over `connector`; the only package that imports Celery."""

@@ -194,6 +194,7 @@ class Ledger:
                     Lead.source == source,
                     col(Lead.record_id).in_(record_ids),
                     or_(
+                        Lead.state == "new",
                         col(Lead.state).not_in(IN_FLIGHT)
                         & or_(col(Lead.run_id).is_(None), col(Lead.run_id) != run_id),
                         col(Lead.state).in_(IN_FLIGHT) & (col(Lead.claimed_until) < now),
@@ -206,6 +207,37 @@ class Ledger:
             for lead_id, _ in claimed:
                 s.add(LeadEvent(lead_id=lead_id, run_id=run_id, at=now, via=via, state="enriching"))
             return {record_id: lead_id for lead_id, record_id in claimed}
+
+    def register_leads(self, *, source: str, leads: list[tuple[str, str, datetime | None]], run_id: int) -> None:
+        """Record polled leads before their work is queued, so a lost task loses no lead: the
+        sweeper finds them still `new`. Leads already known keep their state."""
+        if not leads:
+            return
+        now = utcnow()
+        stmt = self._insert(Lead).values([
+            {"source": source, "record_id": rid, "email": email, "crm_created_at": created, "state": "new",
+             "reason": "", "detail": "", "retryable": False, "attempts": 0, "updated_at": now, "run_id": run_id}
+            for rid, email, created in leads
+        ])
+        stmt = stmt.on_conflict_do_update(index_elements=["source", "record_id"], set_={"email": stmt.excluded.email})
+        with self.session() as s:
+            s.connection().execute(stmt)
+
+    def stale_leads(self, *, source: str, queued_before: datetime, now: datetime, limit: int = 5000) -> list[Lead]:
+        """Leads whose work was lost: still `new` since before `queued_before`, or claimed by a
+        worker whose claim expired (it died)."""
+        with self.session() as s:
+            return list(s.exec(
+                select(Lead).where(
+                    Lead.source == source,
+                    or_((Lead.state == "new") & (col(Lead.updated_at) < queued_before),
+                        col(Lead.state).in_(IN_FLIGHT) & (col(Lead.claimed_until) < now)),
+                ).order_by(col(Lead.crm_created_at), col(Lead.id)).limit(limit)
+            ))
+
+    def run(self, *, run_id: int) -> SyncRun | None:
+        with self.session() as s:
+            return s.get(SyncRun, run_id)
 
     def claim_lead(self, *, lead_id: int, run_id: int, ttl: timedelta, via: str) -> bool:
         """Take the lead for this run: not when this run already has it, nor while another
@@ -653,6 +685,15 @@ class Ledger:
                 .values(status="failed", claimed_until=None, claim_token="", detail=bindparam("v_detail")),
                 [{"v_key": k, "v_detail": d[:2000]} for k, d in details.items()],
             )
+
+    def refresh_lookups(self, *, endpoint: str, token: str, keys: list[str], ttl: timedelta) -> None:
+        """Keep our claims alive while their calls run (a dead worker's claims expire instead)."""
+        with self.session() as s:
+            s.connection().execute(
+                update(Enrichment)
+                .where(Enrichment.endpoint == endpoint, col(Enrichment.lookup_key).in_(keys),
+                       Enrichment.claim_token == token)
+                .values(claimed_until=utcnow() + ttl))
 
     def answers_for(self, *, endpoint: str, keys: list[str]) -> dict[str, Enrichment]:
         with self.session() as s:

@@ -8,8 +8,8 @@ Each vendor's emulator is one module in this package that registers a factory wi
 from __future__ import annotations
 
 import importlib
-import tempfile
 import pkgutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime

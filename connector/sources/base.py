@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Protocol
 
-from connector.limiter import Limiter
+from connector.limiter import Limiter, LimitSpec
 from connector.models import CrmField, CrmLead, RecordUpdate, WriteResult
 from connector.settings import Settings
 
@@ -18,6 +18,11 @@ class VendorContext:
 
     settings: Settings
     limiter: Limiter
+    # Called after each call counted against a vendor's daily quota, so the ledger keeps the
+    # day's spend (the Redis day key is seeded from it after a restart).
+    record_call: Callable[[LimitSpec], None] | None = None
+    # True for the real-time webhook: it may spend the share of each quota kept for it.
+    realtime: bool = False
 
 
 class Source(Protocol):

@@ -41,7 +41,14 @@ from simple_salesforce.exceptions import (
 )
 from simple_salesforce.format import format_soql
 
-from connector.errors import ConfigError, MappingError, QuotaExhausted, RateLimited, TransientError, WindowClosed
+from connector.errors import (
+    ConfigError,
+    MappingError,
+    QuotaExhausted,
+    RateLimited,
+    TransientError,
+    WindowClosed,
+)
 from connector.http import build_requests_session, credential_tag
 from connector.limiter import Limiter, LimitSpec
 from connector.models import CrmField, CrmLead, RecordUpdate, WriteResult

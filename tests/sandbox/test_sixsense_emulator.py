@@ -100,7 +100,8 @@ def test_token_and_settings_overrides(emulator: SixSenseEmulator) -> None:
     assert len(SANDBOX_API_TOKEN) == 40 and SANDBOX_API_TOKEN.isalnum() and SANDBOX_API_TOKEN.startswith("sx")
     assert emulator.vendor == "sixsense" and emulator.tls is False
     assert emulator.settings_overrides("http://127.0.0.1:1", None) == {
-        "providers": {"sixsense": {"scribe_url": "http://127.0.0.1:1", "api_token": SANDBOX_API_TOKEN}}
+        "providers": {"sixsense": {"scribe_url": "http://127.0.0.1:1", "api_url": "http://127.0.0.1:1",
+                                   "epsilon_url": "http://127.0.0.1:1", "api_token": SANDBOX_API_TOKEN}}
     }
     assert emulator.credits_spent == {"enrichment": 0, "company_identification": 0}
     assert emulator.charges == []

@@ -1,0 +1,46 @@
+"""The Celery app, built from the connector's settings (Redis broker).
+
+Reliability settings, each for a reason: acks_late + reject_on_worker_lost (a killed worker's task
+is delivered again), prefetch 1 (a dead worker takes no reserved tasks with it), a visibility
+timeout longer than the longest task (a slow batch is not delivered twice), no results stored
+(the ledger is the record). Redelivery is safe: tasks take ids and the ledger makes effects
+idempotent.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Exchange
+from kombu import Queue as KombuQueue
+
+from connector.settings import Settings, load_settings
+from tasks.queues import Queue
+from tasks.schedule import beat_schedule
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or load_settings()
+    celery_settings = settings.celery
+    app = Celery("connector", broker=celery_settings.broker_url, include=["tasks.sync"])
+    transport = {"visibility_timeout": celery_settings.visibility_timeout_seconds}
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        task_default_queue=Queue.NIGHT.value,
+        task_queues=[KombuQueue(q.value, Exchange(q.value), routing_key=q.value) for q in Queue],
+        task_time_limit=celery_settings.task_time_limit_seconds,
+        task_soft_time_limit=max(1, celery_settings.task_time_limit_seconds - 30),
+        worker_hijack_root_logger=False,
+        beat_schedule=beat_schedule(settings),
+        timezone="UTC",
+        enable_utc=True,
+    )
+    app.conf.connector_settings = settings
+    return app
+
+
+app = create_app()

@@ -1,0 +1,33 @@
+"""The beat schedule, in one place.
+
+The nightly kick-off starts at the window's start (00:00 UTC by default: 6sense's CRM/MAP pulls run
+between midnight and 2 AM UTC) and expires at the window's end, so a kick-off delivered late is
+dropped rather than run in daylight. The sweeper runs every minute so a lead whose worker died is
+back in the queue within minutes, not after the broker's visibility timeout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.schedules import crontab
+
+from connector.settings import Settings
+from tasks.queues import Queue
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    start = settings.window.start
+    window_seconds = settings.window.length_minutes * 60
+    return {
+        "nightly-kickoff": {
+            "task": "connector.nightly_kickoff",
+            "schedule": crontab(hour=start.hour, minute=start.minute),
+            "options": {"queue": Queue.NIGHT.value, "expires": window_seconds},
+        },
+        "sweep-lost-leads": {
+            "task": "connector.sweep",
+            "schedule": float(settings.celery.sweep_every_seconds),
+            "options": {"queue": Queue.NIGHT.value, "expires": settings.celery.sweep_every_seconds},
+        },
+    }

@@ -1,0 +1,101 @@
+"""The tasks: each takes ids, calls the connector, and is safe to run twice (the ledger decides)."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+from celery.signals import worker_process_init
+
+from connector.errors import TransientError
+from connector.pipeline import SourceRun, Window, build_runtime, current_window, enabled_sources, run_source
+from connector.services import Services, open_services
+from tasks.app import app
+from tasks.queues import Queue
+
+log = logging.getLogger(__name__)
+_services: Services | None = None
+
+
+@worker_process_init.connect
+def _fresh_services_after_fork(**_: object) -> None:
+    global _services  # noqa: PLW0603  (one set of connections per worker process, never shared over fork)
+    _services = None
+
+
+def services() -> Services:
+    global _services  # noqa: PLW0603
+    if _services is None:
+        _services = open_services(app.conf.connector_settings, auto_migrate=False)
+    return _services
+
+
+def submit_batch(source: str) -> callable:  # type: ignore[valid-type]
+    def submit(run_id: int, record_ids: list[str]) -> None:
+        process_batch.apply_async(args=[source, run_id, record_ids], queue=Queue.NIGHT.value)
+
+    return submit
+
+
+@app.task(name="connector.nightly_kickoff")
+def nightly_kickoff(scheduled: bool = True) -> list[str]:
+    """Start tonight's run of every enabled source (a duplicate kick-off finds the runs exist)."""
+    settings = services().settings
+    window = current_window(settings, scheduled=scheduled)
+    if scheduled and window.kind != "night":
+        log.warning("the nightly kick-off arrived outside the window; nothing started")
+        return []
+    for source in enabled_sources(settings):
+        poll_source.apply_async(args=[source, window.kind, window.key, window.start.isoformat(),
+                                      window.end.isoformat()], queue=Queue.NIGHT.value)
+    return enabled_sources(settings)
+
+
+@app.task(name="connector.poll_source", autoretry_for=(TransientError,), max_retries=3, retry_backoff=True)
+def poll_source(source: str, kind: str, key: str, start: str, end: str) -> int | None:
+    """Poll one source's new leads into the ledger and fan them out as batches."""
+    svc = services()
+    window = Window(kind, datetime.fromisoformat(start), datetime.fromisoformat(end), key)
+    report = run_source(svc.settings, svc.ledger, svc.limiter, source, window=window,
+                        context=svc.context(), submit=submit_batch(source))
+    return None if report is None else report.run_id
+
+
+@app.task(name="connector.process_batch", autoretry_for=(TransientError,), max_retries=3, retry_backoff=True)
+def process_batch(source: str, run_id: int, record_ids: list[str]) -> int:
+    """Enrich and write one batch of leads (at most a few hundred) of a run."""
+    svc = services()
+    run = svc.ledger.run(run_id=run_id)
+    if run is None:
+        log.error("batch for unknown run %s dropped", run_id)
+        return 0
+    window = Window(run.kind, run.window_start, run.window_end, run.run_key)
+    rt = build_runtime(svc.settings, svc.ledger, svc.limiter, source, context=svc.context())
+    try:
+        source_run = SourceRun(rt, run=run, window=window, via="night" if run.kind == "night" else run.kind)
+        source_run.process_records(record_ids)
+        return source_run.done
+    finally:
+        rt.close()
+
+
+@app.task(name="connector.sweep")
+def sweep() -> int:
+    """Queue again the leads whose task was lost or whose worker died (their claim expired)."""
+    svc = services()
+    now = datetime.now(timezone.utc)
+    queued_before = now - timedelta(seconds=svc.settings.celery.queued_grace_seconds)
+    requeued = 0
+    for source in enabled_sources(svc.settings):
+        by_run: dict[int, list[str]] = defaultdict(list)
+        for lead in svc.ledger.stale_leads(source=source, queued_before=queued_before, now=now):
+            if lead.run_id is not None:
+                by_run[lead.run_id].append(lead.record_id)
+        for run_id, ids in by_run.items():
+            for start in range(0, len(ids), 200):
+                process_batch.apply_async(args=[source, run_id, ids[start : start + 200]], queue=Queue.NIGHT.value)
+                requeued += len(ids[start : start + 200])
+    if requeued:
+        log.info("sweeper queued %d lead(s) again", requeued)
+    return requeued
