@@ -98,6 +98,9 @@ def run(
         "--scheduled",
         help="Started by the scheduler: tonight's run, at most once per source and night "
         "(a second start is a no-op). Without it, a manual run with its own run id.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Spend nothing, write nothing: per lead the fields that would be filled, changed or "
+        "left alone and why, then the forecast of calls, credits and time.")] = False,
 ) -> None:
     """Run one night now: poll new leads from every enabled CRM, enrich, write back, record.
 
@@ -108,6 +111,10 @@ def run(
             services = open_services(settings)
             ledger, limiter = services.ledger, services.limiter
             window = current_window(settings, scheduled=scheduled)
+            if dry_run:
+                for source in enabled_sources(settings):
+                    _print_preview(source, _dry_run(settings, services, source, None), settings)
+                return
             console.print(
                 f"[bold]{window.kind} run[/] {window.start:%Y-%m-%d %H:%M}–{window.end:%H:%M} UTC"
                 + (" [dim](sandbox emulators)[/]" if settings.sandbox.enabled else ""),
@@ -195,6 +202,244 @@ def _short(value: Any, width: int = 60) -> str:
     """Lead data shown safely: cut to `width`, and never read as rich markup."""
     text = "" if value is None else str(value)
     return escape(text if len(text) <= width else text[: width - 3] + "...")
+
+
+def _print_preview(source: str, run: Any, settings: Settings) -> None:
+    from connector.forecast import forecast  # noqa: PLC0415
+
+    for lead in run.preview:
+        table = Table(title=f"{source} {_short(lead.record_id)} {_short(lead.email)}: {lead.outcome}"
+                      + (f" — needs {sum(lead.needs_credits.values())} credit(s)" if lead.needs_credits else ""),
+                      title_justify="left")
+        for column in ("field", "would", "reason", "CRM value now", "value", "from"):
+            table.add_column(column)
+        for d in lead.decisions:
+            would = ("fill" if d.current_value in (None, "") else "change") if d.write else "leave"
+            table.add_row(d.field, would, d.reason, _short(d.current_value), _short(d.new_value), _short(d.rule))
+        if lead.detail and not lead.decisions:
+            table.add_row("", "", "", "", "", _short(lead.detail, 100))
+        console.print(table)
+    f = forecast(settings, source, run)
+    summary = Table(title=f"{source}: forecast for {f.leads} lead(s)", title_justify="left")
+    for column in ("vendor", "calls", "time at the configured limits"):
+        summary.add_column(column)
+    for vendor, calls in sorted(f.calls.items()):
+        summary.add_row(vendor, str(calls), f"{f.seconds[vendor]:.0f} s")
+    console.print(summary)
+    credits = ", ".join(f"{pool}: {n}" for pool, n in sorted(f.credits.items())) or "none"
+    console.print(f"credits needed: {credits} · time: {f.total_seconds:.0f} s (vendors run in parallel)\n",
+                  highlight=False)
+
+
+def _dry_run(settings: Settings, services: Any, source: str, record_ids: list[str] | None) -> Any:
+    from connector.pipeline import run_once  # noqa: PLC0415
+
+    return run_once(settings, services.ledger, services.limiter, source, via="dry_run", mode="dry_run",
+                    record_ids=record_ids, context=services.context())
+
+
+@app.command()
+def resync(
+    leads: Annotated[list[str] | None, typer.Argument(help="Record ids or email addresses.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="A file of record ids or emails, one per line.")] = None,
+    created_from: Annotated[str | None, typer.Option("--from", help="Leads created on or after (YYYY-MM-DD).")] = None,
+    created_to: Annotated[str | None, typer.Option("--to", help="... and before (YYYY-MM-DD).")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every lead whose last attempt failed.")] = False,
+    deferred: Annotated[bool, typer.Option("--deferred", help="Every deferred lead (window end, quota, credits).")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Only leads with this reason, e.g. credits_exhausted.")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Only this CRM (salesforce, hubspot, marketo).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Spend nothing, write nothing: show the per-field "
+                                          "changes and the credits it would need.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Re-sync leads now, through the same limiter and ledger as the night: a re-sync never writes
+    a value twice and never blows a budget. Pick leads by id/email, file, created-date range, or
+    every failed/deferred lead (optionally by reason)."""
+    from datetime import datetime, timezone  # noqa: PLC0415
+
+    from connector.pipeline import run_once  # noqa: PLC0415
+
+    keys = list(leads or [])
+    if file is not None:
+        if not file.exists():
+            err_console.print(f"[bold red]error:[/] {file} does not exist (fix: give a file of ids or emails, one per line)")
+            raise typer.Exit(EXIT_CONFIG)
+        keys += [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    states = tuple(s for s, on in (("failed", failed), ("deferred", deferred)) if on)
+    if not (keys or states or created_from or created_to):
+        err_console.print("[bold red]error:[/] say which leads: ids or emails, --file, --from/--to, --failed or --deferred")
+        raise typer.Exit(EXIT_CONFIG)
+
+    def day(text: str | None, option: str) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        except ValueError:
+            err_console.print(f"[bold red]error:[/] {option} '{text}' is not a date (fix: use YYYY-MM-DD)")
+            raise typer.Exit(EXIT_CONFIG) from None
+
+    start, end = day(created_from, "--from"), day(created_to, "--to")
+    try:
+        with _vendors(config) as settings:
+            services = open_services(settings)
+            by_source: dict[str, list[str]] = {}
+            unknown: list[str] = []
+            for key in keys:
+                found = [l for l in services.ledger.find_leads(key=key) if source in (None, l.source)]
+                if not found and source:
+                    by_source.setdefault(source, []).append(key)  # a record the ledger never saw
+                elif not found:
+                    unknown.append(key)
+                for lead in found:
+                    by_source.setdefault(lead.source, []).append(lead.record_id)
+            if states or start or end:
+                for lead in services.ledger.select_leads(source=source, states=states, reason=reason,
+                                                         created_from=start, created_to=end):
+                    by_source.setdefault(lead.source, []).append(lead.record_id)
+            for key in unknown:
+                console.print(f"'{_short(key)}' is not in the ledger; give --source to re-sync it by record id")
+            if not by_source:
+                console.print("no lead matches; nothing to do")
+                return
+            unfinished = 0
+            for name, ids in by_source.items():
+                ids = list(dict.fromkeys(ids))
+                if dry_run:
+                    _print_preview(name, _dry_run(settings, services, name, ids), settings)
+                    continue
+                result = run_once(settings, services.ledger, services.limiter, name, via="resync", record_ids=ids,
+                                  context=services.context())
+                states_now = services.ledger.count_states(run_id=result.run_id)
+                console.print(f"{name}: re-synced {len(ids)} lead(s): "
+                              + ", ".join(f"{k} {v}" for k, v in sorted(states_now.items())), highlight=False)
+                unfinished += sum(v for k, v in states_now.items() if k.startswith(("deferred", "failed")))
+            if unfinished:
+                raise typer.Exit(EXIT_PARTIAL)
+    except ConnectorError as exc:
+        raise _fail(exc) from None
+
+
+@app.command("check-mappings")
+def check_mappings(config: ConfigOption = None) -> None:
+    """Check every enabled CRM's mapping file against the live CRM schema: each field exists, is
+    writable, and its value type, length and picklist fit. Spends no credit."""
+    from connector.checks import check_mapping_against_schema  # noqa: PLC0415
+
+    try:
+        with _vendors(config) as settings:
+            services = open_services(settings)
+            problems = 0
+            for source in enabled_sources(settings):
+                found = check_mapping_against_schema(settings, services, source)
+                for line in found:
+                    err_console.print(f"[bold red]problem:[/] {redact(line)}", highlight=False)
+                problems += len(found)
+                if not found:
+                    console.print(f"{source}: mapping fits the CRM schema")
+            if problems:
+                raise typer.Exit(EXIT_CONFIG)
+    except ConnectorError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def plan(config: ConfigOption = None) -> None:
+    """Tonight's plan without spending anything: new leads, calls each vendor will need, credits,
+    and the time at the configured limits against the time left in the window."""
+    from datetime import datetime, timezone  # noqa: PLC0415
+
+    from connector.forecast import forecast  # noqa: PLC0415
+
+    try:
+        with _vendors(config) as settings:
+            services = open_services(settings)
+            window = current_window(settings, scheduled=True)
+            left = (window.end - datetime.now(timezone.utc)).total_seconds()
+            for source in enabled_sources(settings):
+                run = _dry_run(settings, services, source, None)
+                f = forecast(settings, source, run)
+                table = Table(title=f"{source}: {f.leads} lead(s) to process", title_justify="left")
+                for column in ("vendor", "calls", "time at its limit"):
+                    table.add_column(column)
+                for vendor, calls in sorted(f.calls.items()):
+                    table.add_row(vendor, str(calls), f"{f.seconds[vendor]:.0f} s")
+                console.print(table)
+                credits = ", ".join(f"{p}: {n}" for p, n in sorted(f.credits.items())) or "none"
+                console.print(f"credits: {credits} · needs {f.total_seconds:.0f} s of the {max(left, 0):.0f} s left "
+                              f"in the window ending {window.end:%H:%M} UTC", highlight=False)
+                if f.total_seconds > left and f.leads:
+                    fits = int(f.leads * max(left, 0) / f.total_seconds)
+                    console.print(f"[bold yellow]will not fit:[/] about {f.leads - fits} lead(s), the newest; "
+                                  "they are deferred (window_end) and go first next night")
+    except ConnectorError as exc:
+        raise _fail(exc) from None
+
+
+ledger_app = typer.Typer(help="What the ledger knows: runs, leads per state and reason, spend per vendor and day.",
+                         no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("runs")
+def ledger_runs(config: ConfigOption = None, limit: int = 20) -> None:
+    """The latest runs with their outcome."""
+    ledger = open_ledger(_load(config).ledger_url)
+    table = Table(title="runs")
+    for column in ("id", "run", "kind", "status", "started (UTC)", "leads by state", "credits"):
+        table.add_column(column)
+    for run in ledger.runs(limit=limit):
+        states = run.report.get("states", {}) if run.report else {}
+        table.add_row(str(run.id), _short(run.run_key), run.kind, run.status, f"{run.started_at:%Y-%m-%d %H:%M}",
+                      ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
+                      _short(run.report.get("credits", "")) if run.report else "")
+    console.print(table)
+
+
+@ledger_app.command("states")
+def ledger_states(config: ConfigOption = None, source: str | None = None) -> None:
+    """How many leads are in each state, with each reason."""
+    ledger = open_ledger(_load(config).ledger_url)
+    table = Table(title="leads")
+    for column in ("source", "state", "reason", "leads"):
+        table.add_column(column)
+    for src, state, reason, count in ledger.state_counts(source=source):
+        table.add_row(src, state, reason, str(count))
+    console.print(table)
+
+
+@ledger_app.command("spend")
+def ledger_spend(config: ConfigOption = None, vendor: str | None = None) -> None:
+    """Calls and credits per vendor, pool and day (on the vendor's own clock)."""
+    ledger = open_ledger(_load(config).ledger_url)
+    table = Table(title="spend")
+    for column in ("day", "vendor", "pool", "calls", "credits"):
+        table.add_column(column)
+    for row in ledger.spend(vendor=vendor):
+        table.add_row(row.day, row.vendor.split(":")[0], row.pool, str(row.calls), str(row.credits))
+    console.print(table)
+
+
+@ledger_app.command("circuits")
+def ledger_circuits(
+    clear: Annotated[str | None, typer.Option("--clear", help="Re-open this provider after a top-up or a new token.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Providers stopped by a 402 (credits exhausted) or a refused token, and clearing them."""
+    from datetime import datetime, timezone  # noqa: PLC0415
+
+    ledger = open_ledger(_load(config).ledger_url)
+    if clear:
+        cleared = ledger.clear_circuit(provider=clear)
+        console.print(f"{clear}: " + ("cleared; its deferred leads go with the next run or `connector resync --deferred`"
+                                      if cleared else "was not stopped"))
+        return
+    circuits = ledger.open_circuits(now=datetime.now(timezone.utc))
+    if not circuits:
+        console.print("no provider is stopped")
+    for name, c in circuits.items():
+        console.print(f"{name}: stopped since {c.opened_at:%Y-%m-%d %H:%M} UTC ({c.reason}) "
+                      + (f"until {c.until:%Y-%m-%d %H:%M} UTC" if c.until else "until cleared") + f": {_short(c.detail, 200)}")
 
 
 @app.command()

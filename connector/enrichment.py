@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from concurrent.futures import Executor
 from datetime import datetime, timedelta, timezone
 
@@ -27,6 +28,16 @@ from connector.providers.base import Provider
 log = logging.getLogger(__name__)
 CLAIM_TTL = timedelta(seconds=30)
 Outcome = ProviderAnswer | ConnectorError
+
+
+@dataclass(frozen=True)
+class NeedsCredits:
+    """Dry run: this lookup is not cached and would cost `credits` from `pool`."""
+
+    provider: str
+    pool: str
+    credits: int
+    key: str
 
 
 class Enricher:
@@ -91,6 +102,34 @@ class Enricher:
             if key is None else results[key]
             for key in keys
         ]
+
+    def preview_many(self, provider_name: str, identities: list[LeadIdentity], *,
+                     deadline: float | None, executor: Executor | None = None) -> list[Outcome | NeedsCredits]:
+        """Dry run: cached answers, free lookups asked for real, and for a paid lookup not in the
+        cache the credits it would cost (0 inside the vendor's no-recharge window). Never pays."""
+        provider = self.providers[provider_name]
+        if provider.credit_pool is None:
+            return list(self.answer_many(provider_name, identities, deadline=deadline, executor=executor))
+        keys = [provider.lookup_key(identity) for identity in identities]
+        rows = self.ledger.answers_for(endpoint=provider.endpoint, keys=[k for k in keys if k])
+        now = datetime.now(timezone.utc)
+        out: list[Outcome | NeedsCredits] = []
+        first_ask: set[str] = set()
+        for key in keys:
+            if key is None:
+                out.append(ProviderAnswer(provider_name, None, detail=f"the lead has nothing {provider_name} can look up"))
+                continue
+            row = rows.get(key)
+            if row is not None and row.status in ("matched", "no_match") and row.fetched_at \
+                    and row.fetched_at >= now - provider.cache_ttl:
+                out.append(_cached(provider_name, row))
+                continue
+            free_again = (row is not None and row.first_charged_at is not None and provider.charge_window is not None
+                          and now - row.first_charged_at < provider.charge_window)
+            credits = 0 if free_again or key in first_ask else 1
+            first_ask.add(key)
+            out.append(NeedsCredits(provider_name, provider.credit_pool, credits, key))
+        return out
 
     def _resolve(
         self, name: str, provider: Provider, by_key: dict[str, LeadIdentity], deadline: float | None,

@@ -19,7 +19,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from connector.decisions import BadValue, Decision, canonical, decide, protected_reason
-from connector.enrichment import Enricher
+from connector.enrichment import Enricher, NeedsCredits
 from connector.errors import (
     ConfigError,
     ConnectorError,
@@ -179,6 +179,18 @@ class LeadWork:
 
 
 @dataclass
+class LeadPreview:
+    """Dry run: what the night would do with one lead, and the credits it would need."""
+
+    record_id: str
+    email: str
+    outcome: str
+    detail: str
+    decisions: list[Decision]
+    needs_credits: dict[str, int]
+
+
+@dataclass
 class RunReport:
     source: str
     run_id: int
@@ -210,8 +222,15 @@ class SourceRun:
     run in parallel under the limiter."""
 
     def __init__(self, rt: Runtime, *, run: SyncRun, window: Window, via: str = "night",
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, mode: str = "write") -> None:
+        """`mode`: write (the night), respond (decide and record, but the caller writes: the
+        webhook's respond mode), dry_run (no paid call, no ledger or CRM write: a forecast)."""
         assert run.id is not None
+        assert mode in ("write", "respond", "dry_run")
+        self.mode = mode
+        self.responses: dict[str, dict[str, Any]] = {}
+        self.preview: list[LeadPreview] = []
+        self.forecast_calls: set[tuple[str, str]] = set()
         self.rt, self.run_id, self.window, self.via = rt, run.id, window, via
         self.source_name = rt.source.name
         self.enricher = Enricher(ledger=rt.ledger, providers=rt.providers,
@@ -262,9 +281,11 @@ class SourceRun:
     def _poll(self, submit: Submit | None) -> None:
         settings, ledger, deadline = self.rt.settings, self.rt.ledger, self.window.deadline
         cursor = ledger.get_cursor(source=self.source_name)
+        moves_cursor = self.mode != "dry_run"
         if cursor is None:
             cursor = settings.initial_watermark or (self.window.start - timedelta(hours=24))
-            ledger.set_cursor(source=self.source_name, watermark=cursor)
+            if moves_cursor:
+                ledger.set_cursor(source=self.source_name, watermark=cursor)
         since = cursor - timedelta(minutes=settings.poll_overlap_minutes)
         try:
             for page in self.rt.source.poll_new(since=since, fields=self.rt.mapping.crm_fields_to_read,
@@ -275,7 +296,7 @@ class SourceRun:
                     self.process(page)
                 else:
                     self._queue(page, submit)
-                if page:
+                if page and moves_cursor:
                     ledger.set_cursor(source=self.source_name, watermark=max(l.created_at for l in page))
                 if time.time() >= deadline:
                     break
@@ -300,6 +321,9 @@ class SourceRun:
         self.total -= len(leads) - len(unique)
 
     def _process_chunk(self, leads: list[CrmLead]) -> None:
+        if self.mode == "dry_run":
+            self._preview_chunk(leads)
+            return
         rt = self.rt
         email_field = rt.mapping.identity["email"]
         owned = rt.ledger.claim_leads(
@@ -317,10 +341,63 @@ class SourceRun:
         enrichable = [w for w in works if self._plan_fields(w, changes)]
         self._enrich(enrichable)
         ready = self._decide(enrichable, changes)
+        if self.mode == "respond":
+            # The caller's reply carries the values (Marketo's response mapping writes them); the
+            # writes stay `planned` until a later read of the CRM confirms them.
+            for work in ready:
+                self.responses[work.crm.record_id] = {r.field: r.new_value for r in work.writes}
+            changes = [c for c in changes if c.state != "writing"]
+            changes += [StateChange(w.lead_id, "done", "responded", "values returned in the webhook reply: "
+                                    + ", ".join(r.field for r in w.writes)) for w in ready]
+            self._apply_states(changes)
+            return
         self._apply_states(changes)
         size = rt.source.write_batch_size
         for start in range(0, len(ready), size):
             self._write(ready[start : start + size])
+
+    def _preview_chunk(self, leads: list[CrmLead]) -> None:
+        """Dry run: the decisions the night would take, from cached or free answers only."""
+        rt = self.rt
+        known = rt.ledger.lead_ids(source=self.source_name, record_ids=[c.record_id for c in leads])
+        histories = rt.ledger.field_histories(lead_ids=list(known.values()))
+        works = []
+        for index, crm in enumerate(leads):
+            lead_id = known.get(crm.record_id, -(index + 1))  # not in the ledger yet
+            work = LeadWork(lead_id, crm)
+            work.history = histories.get(lead_id, LeadHistory({}, []))
+            works.append(work)
+        changes: list[StateChange] = []
+        enrichable = [w for w in works if self._plan_fields(w, changes)]
+        self._enrich(enrichable)
+        settled = {c.lead_id: c for c in changes}
+        for work in works:
+            if work.lead_id in settled:
+                change = settled[work.lead_id]
+                self.preview.append(LeadPreview(work.crm.record_id, str(work.identity.email if work.identity else ""),
+                                                f"{change.state}({change.reason})", change.detail, [], {}))
+                continue
+            needs = {o.pool: 0 for o in work.outcomes.values() if isinstance(o, NeedsCredits)}
+            for outcome in work.outcomes.values():
+                if isinstance(outcome, NeedsCredits):
+                    needs[outcome.pool] += outcome.credits
+                    self.forecast_calls.add((outcome.provider, outcome.key))
+            paying = {p for p, o in work.outcomes.items() if isinstance(o, NeedsCredits)}
+            answers = {p: o for p, o in work.outcomes.items() if not isinstance(o, NeedsCredits)}
+            work.outcomes = answers
+            pending, work.pending = work.pending, [
+                t for t in work.pending if not set(rt.mapping.fields[t].providers) <= paying]
+            state = self._decide_one(work) if work.pending else None
+            for target in pending:
+                if target not in work.pending:
+                    work.decisions.append(Decision(field=target, write=False, reason="needs_credits",
+                                                   current_value=work.crm.values.get(target),
+                                                   rule=rt.mapping.fields[target].rule_text,
+                                                   detail="the answer is not cached and would cost credits"))
+            label = f"{state.state}({state.reason})" if state else ("needs_credits" if paying else "would_write"
+                                                                    if any(d.write for d in work.decisions) else "up_to_date")
+            self.preview.append(LeadPreview(work.crm.record_id, work.identity.email, label,
+                                            state.detail if state else "", work.decisions, needs))
 
     # ---- phases -----------------------------------------------------------------------------
 
@@ -382,9 +459,9 @@ class SourceRun:
         for work in works:
             for provider in self._needed(work):
                 by_provider.setdefault(provider, []).append(work)
+        ask = self.enricher.preview_many if self.mode == "dry_run" else self.enricher.answer_many
         for provider, items in by_provider.items():
-            outcomes = self.enricher.answer_many(provider, [w.identity for w in items],
-                                                 deadline=self.window.deadline, executor=self.pool)
+            outcomes = ask(provider, [w.identity for w in items], deadline=self.window.deadline, executor=self.pool)
             for work, outcome in zip(items, outcomes, strict=True):
                 work.outcomes[provider] = outcome
 
@@ -633,3 +710,43 @@ def run_source(
     report.states = ledger.count_states(run_id=run.id)
     ledger.finish_run(run_id=run.id, status=report.status, report=report.as_dict())
     return report
+
+
+def run_once(
+    settings: Settings, ledger: Ledger, limiter: Limiter, source_name: str, *, via: str,
+    record_ids: Sequence[str] | None = None, leads: Sequence[CrmLead] | None = None, mode: str = "write",
+    context: VendorContext | None = None, budget_seconds: float | None = None,
+) -> SourceRun:
+    """Process given leads now, outside the night (webhook, re-sync): a run of their own, through
+    the same limiter and ledger. `leads` are taken as they are (a webhook payload's values);
+    `record_ids` are read from the CRM first."""
+    now = datetime.now(timezone.utc)
+    seconds = budget_seconds if budget_seconds is not None else settings.window.length_minutes * 60
+    window = Window(via, now, now + timedelta(seconds=seconds), f"{via}:{uuid.uuid4().hex[:12]}")
+    if mode == "dry_run":
+        run = SyncRun(id=0, run_key=window.key, source=source_name, kind=via, window_start=window.start,
+                      window_end=window.end, started_at=now)
+    else:
+        started = ledger.start_run(run_key=f"{source_name}:{window.key}", source=source_name, kind=via,
+                                   window_start=window.start, window_end=window.end)
+        assert started is not None
+        run = started
+    rt = build_runtime(settings, ledger, limiter, source_name, context=context)
+    try:
+        source_run = SourceRun(rt, run=run, window=window, via=via, mode=mode)
+        with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="enrich") as pool:
+            source_run.pool = pool
+            if leads is not None:
+                source_run.process(list(leads))
+            elif record_ids is not None:
+                source_run.process_records(list(record_ids))
+            else:
+                source_run.execute()
+    finally:
+        rt.close()
+    if mode != "dry_run":
+        assert run.id is not None
+        ledger.finish_run(run_id=run.id, status="finished", report={
+            "states": ledger.count_states(run_id=run.id), "credits": source_run.enricher.credits,
+            "calls": source_run.enricher.calls, "fields_written": source_run.fields_written})
+    return source_run

@@ -223,6 +223,42 @@ class Ledger:
         with self.session() as s:
             s.connection().execute(stmt)
 
+    def lead_ids(self, *, source: str, record_ids: list[str]) -> dict[str, int]:
+        """record id -> lead id for the records the ledger knows (reads only)."""
+        if not record_ids:
+            return {}
+        with self.session() as s:
+            rows = s.exec(select(Lead.record_id, Lead.id).where(Lead.source == source,
+                                                                col(Lead.record_id).in_(record_ids))).all()
+        return {record_id: lead_id for record_id, lead_id in rows}
+
+    def select_leads(
+        self, *, source: str | None = None, states: tuple[str, ...] = (), reason: str | None = None,
+        created_from: datetime | None = None, created_to: datetime | None = None, limit: int = 100_000,
+    ) -> list[Lead]:
+        """Leads for an operator's re-sync, oldest first."""
+        with self.session() as s:
+            query = select(Lead)
+            if source:
+                query = query.where(Lead.source == source)
+            if states:
+                query = query.where(col(Lead.state).in_(states))
+            if reason:
+                query = query.where(Lead.reason == reason)
+            if created_from:
+                query = query.where(col(Lead.crm_created_at) >= created_from)
+            if created_to:
+                query = query.where(col(Lead.crm_created_at) < created_to)
+            return list(s.exec(query.order_by(col(Lead.crm_created_at), col(Lead.id)).limit(limit)))
+
+    def state_counts(self, *, source: str | None = None) -> list[tuple[str, str, str, int]]:
+        """(source, state, reason, leads) over the whole ledger."""
+        with self.session() as s:
+            query = select(Lead.source, Lead.state, Lead.reason, func.count()).group_by(Lead.source, Lead.state, Lead.reason)
+            if source:
+                query = query.where(Lead.source == source)
+            return [tuple(row) for row in s.exec(query.order_by(Lead.source, Lead.state)).all()]  # type: ignore[misc]
+
     def stale_leads(self, *, source: str, queued_before: datetime, now: datetime, limit: int = 5000) -> list[Lead]:
         """Leads whose work was lost: still `new` since before `queued_before`, or claimed by a
         worker whose claim expired (it died)."""
