@@ -49,8 +49,9 @@ class Enricher:
         self.wait_poll_seconds = wait_poll_seconds
         self._lock = threading.Lock()
         self._stopped: dict[str, ConnectorError] = {}
-        self.calls: dict[str, int] = {name: 0 for name in providers}
-        self.credits: dict[str, int] = {name: 0 for name in providers}
+        # Only the providers actually asked appear in the run's report.
+        self.calls: dict[str, int] = {}
+        self.credits: dict[str, int] = {}
         now = datetime.now(timezone.utc)
         for name, circuit in ledger.open_circuits(now=now).items():
             if name in providers:
@@ -87,6 +88,9 @@ class Enricher:
     ) -> list[Outcome]:
         """The provider's answer for each lead, in order: a ProviderAnswer (payload None for a
         no-match) or the ConnectorError that kept it from one."""
+        with self._lock:
+            self.calls.setdefault(provider_name, 0)
+            self.credits.setdefault(provider_name, 0)
         stopped = self.stopped(provider_name)
         if stopped is not None:
             return [stopped for _ in identities]
@@ -124,6 +128,16 @@ class Enricher:
                     and row.fetched_at >= now - provider.cache_ttl:
                 out.append(_cached(provider_name, row))
                 continue
+            probe = getattr(provider, "probe", None)
+            if probe is not None and key not in first_ask:
+                try:
+                    known = probe(identities[keys.index(key)], deadline=deadline)
+                except ConnectorError:
+                    known = True  # cannot tell: forecast the paid call
+                if not known:
+                    first_ask.add(key)
+                    out.append(ProviderAnswer(provider_name, None, detail="no match (free probe)"))
+                    continue
             free_again = (row is not None and row.first_charged_at is not None and provider.charge_window is not None
                           and now - row.first_charged_at < provider.charge_window)
             credits = 0 if free_again or key in first_ask else 1

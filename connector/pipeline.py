@@ -34,7 +34,7 @@ from connector.ledger.store import LeadHistory, StateChange
 from connector.ledger.tables import FieldWrite, SyncRun
 from connector.limiter import Limiter
 from connector.mapping import Mapping, check_providers, load_mapping
-from connector.models import CrmField, CrmLead, RecordUpdate
+from connector.models import CrmField, CrmLead, ProviderAnswer, RecordUpdate
 from connector.providers.base import Provider
 from connector.redaction import redact
 from connector.registry import PROVIDER_SETTINGS, PROVIDERS, SOURCES, load_all
@@ -143,7 +143,15 @@ def build_runtime(settings: Settings, ledger: Ledger, limiter: Limiter, source_n
     source = SOURCES[source_name](context)
     providers: dict[str, Provider] = {}
     try:
-        providers = {name: PROVIDERS[name](context) for name in mapping.providers}
+        first_choices = {rule.providers[0] for rule in mapping.fields.values()}
+        for name in mapping.providers:
+            try:
+                providers[name] = PROVIDERS[name](context)
+            except ConfigError as exc:
+                if name in first_choices:
+                    raise
+                log.warning("%s is a fallback in %s and is not configured (%s); fields fall back past it",
+                            name, mapping.file.name, exc.message)
         crm_fields = source.describe(deadline=None)
         check_mapping_fields(mapping, crm_fields)
     except BaseException:
@@ -451,19 +459,32 @@ class SourceRun:
             changes.append(_internal_error(work, exc))
             return False
 
-    def _needed(self, work: LeadWork) -> list[str]:
-        return list(dict.fromkeys(p for t in work.pending for p in self.rt.mapping.fields[t].providers))
+    def _next_provider(self, work: LeadWork, target: str) -> str | None:
+        """The provider to ask next for a field: none once a value is in hand, else the first
+        provider in the field's precedence not asked yet (after a failure or a no-match)."""
+        rule = self.rt.mapping.fields[target]
+        payloads = {p: o.payload for p, o in work.outcomes.items() if isinstance(o, ProviderAnswer)}
+        if rule.pick(payloads) is not None:
+            return None
+        return next((p for p in rule.providers if p not in work.outcomes and p in self.rt.providers), None)
 
     def _enrich(self, works: list[LeadWork]) -> None:
-        by_provider: dict[str, list[LeadWork]] = {}
-        for work in works:
-            for provider in self._needed(work):
-                by_provider.setdefault(provider, []).append(work)
+        """Ask providers rank by rank: a provider is called only for leads with a field that still
+        needs it, so a fallback costs nothing when the first choice answered."""
         ask = self.enricher.preview_many if self.mode == "dry_run" else self.enricher.answer_many
-        for provider, items in by_provider.items():
-            outcomes = ask(provider, [w.identity for w in items], deadline=self.window.deadline, executor=self.pool)
-            for work, outcome in zip(items, outcomes, strict=True):
-                work.outcomes[provider] = outcome
+        while True:
+            by_provider: dict[str, list[LeadWork]] = {}
+            for work in works:
+                wanted = {self._next_provider(work, t) for t in work.pending} - {None}
+                for provider in wanted:
+                    by_provider.setdefault(provider, []).append(work)  # type: ignore[arg-type]
+            if not by_provider:
+                return
+            for provider, items in by_provider.items():
+                outcomes = ask(provider, [w.identity for w in items], deadline=self.window.deadline,
+                               executor=self.pool)
+                for work, outcome in zip(items, outcomes, strict=True):
+                    work.outcomes[provider] = outcome
 
     def _decide(self, works: list[LeadWork], changes: list[StateChange]) -> list[LeadWork]:
         """Decide every pending field, record all decisions, and settle the leads with nothing to
@@ -506,7 +527,7 @@ class SourceRun:
             elif work.writes:
                 ready.append(work)
             else:
-                reason = "up_to_date" if self._needed(work) else "all_fields_protected"
+                reason = "up_to_date" if work.pending else "all_fields_protected"
                 changes.append(StateChange(work.lead_id, "done", reason, self._summary(work.decisions)))
         changes.extend(StateChange(w.lead_id, "writing") for w in ready)
         return ready
@@ -515,7 +536,7 @@ class SourceRun:
         """Fill work.decisions for the pending fields; return the lead's final state when it
         will not be written (no match, provider failure), else None."""
         rt = self.rt
-        needed = self._needed(work)
+        needed = list(work.outcomes)  # the providers actually asked for this lead
         payloads: dict[str, Any] = {}
         no_match: dict[str, str] = {}
         failures: dict[str, ConnectorError] = {}

@@ -158,7 +158,7 @@ class MarketoSettings(_Model):
 
 class SlintelSettings(_Model):
     enabled: bool = True
-    base_url: str = "https://api.slintel.com"
+    base_url: str = "https://apiv2.slintel.com"
     api_key: SecretStr | None = None
     http: HttpOptions = HttpOptions()
     # Published: 10 calls per second, 10 in flight, 10,000 per GMT day.
@@ -248,6 +248,37 @@ class CelerySettings(_Model):
     task_time_limit_seconds: int = Field(default=1800, gt=0)
 
 
+class WebhookSettings(_Model):
+    """The real-time webhook (connector.webhook): Marketo's "Person is Created" call."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=1, le=65535)
+    # respond: the reply carries the mapped values (Marketo's response mappings write them);
+    # writeback: the connector writes through the Marketo source and the reply carries none.
+    mode: Literal["respond", "writeback"] = "respond"
+    # Shared secrets Marketo sends as `Authorization: Token <secret>` (a custom header); two
+    # allowed so one can be rotated. None configured: the webhook refuses to start.
+    secrets: list[SecretStr] = Field(default=[], max_length=2)
+    # Set for senders that sign (not Marketo): X-Connector-Signature: t=<unix>,v1=<hex
+    # HMAC-SHA256 of "<t>.<raw body>">; then every call must carry a valid, fresh signature.
+    signing_secret: SecretStr | None = None
+    signature_tolerance_seconds: int = Field(default=300, gt=0)
+    # Bodies over this many bytes are refused (413) unread; a Marketo lead template is a few KB.
+    max_body_bytes: int = Field(default=65536, ge=1024, le=1_048_576)
+    # Time a call may take before the reply is 202 and the lead is finished as a queued task
+    # (Marketo gives up after 30 s).
+    budget_seconds: float = Field(default=10.0, gt=0, lt=30)
+    # Leads processed at once by one webhook process (threads).
+    workers: int = Field(default=16, ge=1, le=256)
+
+    @field_validator("secrets", mode="after")
+    @classmethod
+    def _long_enough(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(len(s.get_secret_value()) < 16 for s in value):
+            raise ValueError("every webhook secret must be at least 16 characters (use a random value)")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -267,6 +298,7 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     limiter: LimiterSettings = LimiterSettings()
     celery: CelerySettings = CelerySettings()
+    webhook: WebhookSettings = WebhookSettings()
     sandbox: SandboxSettings = SandboxSettings()
     sources: SourcesSettings = SourcesSettings()
     providers: ProvidersSettings = ProvidersSettings()

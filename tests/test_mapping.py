@@ -49,7 +49,8 @@ def test_malformed_paths_are_refused(bad):
 
 def test_the_shipped_salesforce_mapping_loads_and_maps_the_reference_sample():
     mapping = load_mapping(bundled_path("mappings", "salesforce.lead.yaml"))
-    assert mapping.providers == ("sixsense",)
+    assert mapping.providers[0] == "sixsense"
+    assert set(mapping.providers) == {"sixsense", "contacts_company", "slintel_company"}
     picked = {t: rule.pick({"sixsense": SAMPLE}) for t, rule in mapping.fields.items()}
     assert picked["NumberOfEmployees"].value == 1192
     assert picked["AnnualRevenue"].value == 104000000.0

@@ -73,7 +73,7 @@ if quota >= 0 then
   redis.call('INCR', day)
   redis.call('PEXPIREAT', day, day_end_ms - offset_ms + 86400000)
 end
-return {1, 0}
+return {1, now}
 """
 
 RELEASE = """
@@ -107,8 +107,9 @@ QuotaSeed = Callable[[LimitSpec, str], int]
 
 
 class _RedisPermit:
-    def __init__(self, limiter: RedisLimiter, spec: LimitSpec, member: str) -> None:
+    def __init__(self, limiter: RedisLimiter, spec: LimitSpec, member: str, granted_at_ms: int) -> None:
         self.limiter, self.spec, self.member = limiter, spec, member
+        self.granted_at = granted_at_ms / 1000  # on the Redis server's clock
         self._released = False
 
     def release(self) -> None:
@@ -193,7 +194,7 @@ class RedisLimiter:
                 self._sleep_before(0.2, deadline, spec)
                 continue
             if status == 1:
-                permit = _RedisPermit(self, spec, member)
+                permit = _RedisPermit(self, spec, member, wait_ms)
                 if spec.max_in_flight:
                     self._hold(permit)
                 return permit

@@ -1,0 +1,221 @@
+"""Contacts/Companies search API (contacts-companies-api.txt): a company by domain, and its
+decision makers.
+
+The doc gives the fields, the data/meta/errors envelope, Bearer auth and the error items, but no
+base URL, paths, methods, limits, credit rules or record shapes. We follow the choices the sandbox
+emulator documents (connector/sandbox/contacts_api.py), as the only written contract we have:
+
+- Paths: GET {base}/v1/companies/search and GET {base}/v1/contacts/search; filters are query
+  parameters, an array is the key repeated (`tlds=a.com&tlds=b.com`), booleans `true`/`false`.
+- Auth: `Authorization: Bearer <providers.contacts_api.api_token>`.
+- Limits: 60 requests per 60 s per token, no Retry-After on a 429: the token pauses for the
+  window. `per_page` is at most 100.
+- Credits: companies are free; contacts cost one credit per contact returned, every time.
+
+Both providers share `providers.contacts_api` (settings_section="contacts_api") and one limiter key.
+
+- "contacts_company": the company at the lead's domain (its email's, or its website's when the
+  email is at a personal mail provider) through `tlds=<domain>`, `per_page=10`. `tlds` also
+  matches sub-domains (`x.acme.com` for `acme.com`), so the record whose `domain` equals the lead's
+  wins, else the first. Payload `{"company": {...}, "matches": <total>}`
+  (`contacts_company.company.industry`, `.employee_count`, `.annual_revenue`, `.location.city`).
+  Free (credit_pool None); cached `freshness_days`. Empty `data`: NoMatch.
+- "contacts_people": the decision makers at the lead's company: `tlds=<domain>`,
+  `is_decision_maker=true` (the API marks c_suite, vp and director), `departments=` each of
+  `decision_maker_departments` when set, `per_page=decision_makers_per_company` (default 3, at
+  most 100): one page, the API's own order. Keyed by the domain, so every lead at one company
+  shares one answer (one paid page per company per `freshness_days`). Payload `{"contacts": [...],
+  "decision_makers": ["Name (Title)", ...], "total", "credits_charged"}`
+  (`contacts_people.decision_makers` with `join`, `contacts_people.contacts[seniority=c_suite].full_name`).
+  Credit pool "contacts_api:credits", every fetch charged (charge_window 0). The vendor charges
+  one credit per CONTACT (up to per_page per answer) while the ledger counts one per answer: the
+  payload's `credits_charged` is the vendor's figure.
+
+Errors: every failure carries the `errors` array; each item's `id`, `code` and `details` go into
+the raised error's message (and so into the ledger): "contacts_api: invalid_input (400): ...".
+400 RejectedRequest; 401/403 ConfigError naming providers.contacts_api.api_token; 402
+insufficient_credits QuotaExhausted(reason="credits_exhausted"); 404/405 ConfigError (a wrong
+base_url: search never answers 404 for a no-match); 429 RateLimited; 5xx and non-JSON answers
+TransientError.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import httpx
+
+from connector.errors import (
+    ConfigError,
+    ConnectorError,
+    NoMatch,
+    QuotaExhausted,
+    RateLimited,
+    RejectedRequest,
+    TransientError,
+)
+from connector.http import RetryPolicy, build_httpx_client, credential_tag, metered_http, retry_after_seconds
+from connector.limiter import LimitSpec
+from connector.models import LeadIdentity
+from connector.providers.sixsense import company_domain
+from connector.registry import register_provider
+from connector.settings import ContactsApiSettings
+from connector.sources.base import VendorContext
+
+TOKEN_SETTING = "providers.contacts_api.api_token"
+CREDIT_POOL = "contacts_api:credits"
+COMPANIES_PATH = "/v1/companies/search"
+CONTACTS_PATH = "/v1/contacts/search"
+MAX_PER_PAGE = 100
+
+
+def error_items(response: httpx.Response) -> str:
+    """The envelope's errors as "id (code): details; ...", or the body's start."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not errors:
+        return str(body)[:200]
+    parts = []
+    for item in errors:
+        if isinstance(item, dict):
+            parts.append(f"{item.get('id', 'error')} ({item.get('code', response.status_code)}): {item.get('details', '')}")
+        else:
+            parts.append(str(item))
+    return "; ".join(parts)
+
+
+def classify_response(response: httpx.Response, *, time_scale: float) -> ConnectorError | None:
+    status = response.status_code
+    if status == 200:
+        try:
+            body = response.json()
+        except ValueError:
+            return TransientError("contacts_api answered 200 with a body that is not JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            return TransientError("contacts_api answered 200 without the data/meta/errors envelope")
+        if body.get("errors"):
+            return RejectedRequest(f"contacts_api: {error_items(response)}")
+        return None
+    detail = f"contacts_api: {error_items(response)}"
+    if status == 400:
+        return RejectedRequest(detail)
+    if status in (401, 403):
+        return ConfigError(f"{detail} (the token {TOKEN_SETTING} was refused)",
+                           fix="check the token (API tokens in the user settings) and that it is sent as a Bearer token")
+    if status == 402:
+        return QuotaExhausted(detail, reason="credits_exhausted")
+    if status in (404, 405):
+        return ConfigError(detail, fix="check providers.contacts_api.base_url (the API's root)")
+    if status == 429:
+        return RateLimited(detail, retry_after=retry_after_seconds(response.headers, time_scale))
+    if status >= 500:
+        return TransientError(f"{detail} (HTTP {status})")
+    return RejectedRequest(f"{detail} (HTTP {status})")
+
+
+def require_token(settings: ContactsApiSettings) -> str:
+    if settings.api_token is None or not settings.api_token.get_secret_value().strip():
+        raise ConfigError(f"{TOKEN_SETTING} is not set",
+                          fix="set it in the settings file or as CONNECTOR_PROVIDERS__CONTACTS_API__API_TOKEN")
+    return settings.api_token.get_secret_value()
+
+
+def contacts_limit_spec(settings: ContactsApiSettings, token: str, time_scale: float) -> LimitSpec:
+    return LimitSpec(
+        key=f"contacts_api:{credential_tag(token)}",
+        requests=settings.rate_limit.requests,
+        per_seconds=settings.rate_limit.per_seconds / time_scale,
+        max_in_flight=settings.max_in_flight,
+    )
+
+
+class _ContactsEndpoint:
+    name: ClassVar[str]
+    endpoint: ClassVar[str]
+    credit_pool: str | None = None
+
+    def __init__(self, settings: ContactsApiSettings, context: VendorContext) -> None:
+        token = require_token(settings)
+        self.settings = settings
+        scale = context.settings.time_scale
+        self.time_scale = scale
+        self.cache_ttl = timedelta(days=settings.freshness_days) / scale
+        self.charge_window: timedelta | None = timedelta(0) if self.credit_pool else None
+        client = build_httpx_client(settings.http, base_url=settings.base_url,
+                                    headers={"Authorization": f"Bearer {token}"},
+                                    max_connections=settings.max_in_flight)
+        self.http = metered_http(context, client=client, spec=contacts_limit_spec(settings, token, scale),
+                                 classify=self.classify, policy=RetryPolicy(transient_attempts=3))
+
+    def classify(self, response: httpx.Response) -> ConnectorError | None:
+        return classify_response(response, time_scale=self.time_scale)
+
+    def lookup_key(self, identity: LeadIdentity) -> str | None:
+        return company_domain(identity) or None
+
+    def credit_key(self, identity: LeadIdentity) -> str | None:
+        return self.lookup_key(identity) if self.credit_pool else None
+
+    def search(self, path: str, params: list[tuple[str, str]], deadline: float | None) -> dict[str, Any]:
+        return self.http.request("GET", path, params=params, deadline=deadline).json()
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class ContactsCompany(_ContactsEndpoint):
+    name: ClassVar[str] = "contacts_company"
+    endpoint = "contacts_api:company"
+
+    def fetch(self, identity: LeadIdentity, *, deadline: float | None) -> dict[str, Any]:
+        domain = company_domain(identity)
+        if not domain:
+            raise NoMatch("the lead has no company domain")
+        body = self.search(COMPANIES_PATH, [("tlds", domain), ("per_page", "10")], deadline)
+        rows = [r for r in body["data"] if isinstance(r, dict)]
+        if not rows:
+            raise NoMatch(f"contacts_api: no company at {domain} (empty data)")
+        exact = next((r for r in rows if str(r.get("domain", "")).lower() == domain), rows[0])
+        return {"company": exact, "matches": int((body.get("meta") or {}).get("total") or len(rows))}
+
+
+class ContactsPeople(_ContactsEndpoint):
+    name: ClassVar[str] = "contacts_people"
+    endpoint = "contacts_api:decision_makers"
+    credit_pool: str | None = CREDIT_POOL
+
+    def params(self, domain: str) -> list[tuple[str, str]]:
+        params = [("tlds", domain), ("is_decision_maker", "true")]
+        params += [("departments", d) for d in self.settings.decision_maker_departments if d.strip()]
+        params.append(("per_page", str(min(self.settings.decision_makers_per_company, MAX_PER_PAGE))))
+        return params
+
+    def fetch(self, identity: LeadIdentity, *, deadline: float | None) -> dict[str, Any]:
+        domain = company_domain(identity)
+        if not domain:
+            raise NoMatch("the lead has no company domain")
+        body = self.search(CONTACTS_PATH, self.params(domain), deadline)
+        contacts = [c for c in body["data"] if isinstance(c, dict)]
+        if not contacts:
+            raise NoMatch(f"contacts_api: no decision makers at {domain} (empty data)")
+        meta = body.get("meta") or {}
+        return {
+            "contacts": contacts,
+            "decision_makers": [f"{c.get('full_name', '')} ({c.get('job_title', '')})".strip() for c in contacts],
+            "total": int(meta.get("total") or len(contacts)),
+            "credits_charged": int(meta.get("credits_charged") or 0),
+        }
+
+
+@register_provider("contacts_company", settings_section="contacts_api")
+def create_contacts_company_provider(context: VendorContext) -> ContactsCompany:
+    return ContactsCompany(context.settings.providers.contacts_api, context)
+
+
+@register_provider("contacts_people", settings_section="contacts_api")
+def create_contacts_people_provider(context: VendorContext) -> ContactsPeople:
+    return ContactsPeople(context.settings.providers.contacts_api, context)

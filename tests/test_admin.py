@@ -1,0 +1,90 @@
+"""Admin commands through the CLI entry point against the sandbox, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from connector.ledger import open_ledger
+from tests.test_cli import connector
+
+
+def _config(sandbox, write_config, ledger_url, **overrides):
+    open_ledger(ledger_url, auto_migrate=True).engine.dispose()  # PostgreSQL is migrated by `connector migrate`
+    return str(write_config(sandbox, ledger_url, **overrides))
+
+
+def test_dry_run_spends_nothing_writes_nothing_and_shows_diffs(sandbox, write_config, ledger_url, tmp_path):
+    config = _config(sandbox, write_config, ledger_url)
+    result = connector("run", "--dry-run", "--config", config, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sandbox["sixsense"].log.entries() == [] or all(
+        e.path != "/v2/people/full" for e in sandbox["sixsense"].log.entries())
+    assert sandbox["salesforce"].applied_writes == []
+    assert "needs 1 credit(s)" in result.stdout
+    assert "invalid_email" in result.stdout
+    assert "credits needed: sixsense:enrichment:" in result.stdout
+    # after a real night, a dry run shows every field left alone, with why, from the cache
+    assert connector("run", "--config", config, cwd=tmp_path).returncode == 0
+    again = connector("resync", "eve@acme-robotics.com", "--dry-run", "--config", config, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "human_edited" in again.stdout and "unchanged" in again.stdout
+    assert "credits needed: none" in again.stdout
+
+
+def test_resync_by_email_and_by_state_goes_through_the_ledger(make_sandbox, write_config, ledger_url, tmp_path):
+    box = make_sandbox(extra={"sixsense": {"enrichment_credits": 3}})
+    config = _config(box, write_config, ledger_url)
+    night = connector("run", "--config", config, cwd=tmp_path)
+    assert night.returncode == 3  # the credits ran out: leads deferred
+    assert "credits_exhausted" in night.stdout
+    states = connector("ledger", "states", "--config", config, cwd=tmp_path)
+    assert "credits_exhausted" in states.stdout
+    circuits = connector("ledger", "circuits", "--config", config, cwd=tmp_path)
+    assert "sixsense: stopped" in circuits.stdout
+    box["sixsense"].set_credit_balance("enrichment", 1000)
+    assert connector("ledger", "circuits", "--clear", "sixsense", "--config", config, cwd=tmp_path).returncode == 0
+    resync = connector("resync", "--deferred", "--reason", "credits_exhausted", "--config", config, cwd=tmp_path)
+    assert resync.returncode == 0, resync.stdout + resync.stderr
+    assert "done(written)" in resync.stdout
+    writes = [w["id"] for w in box["salesforce"].applied_writes]
+    assert len(writes) == len(set(writes)) == 21
+    single = connector("resync", "judy@6sense.com", "--config", config, cwd=tmp_path)
+    assert single.returncode == 0 and "done(up_to_date) 1" in single.stdout
+    assert len(box["salesforce"].applied_writes) == 21
+    runs = connector("ledger", "runs", "--config", config, cwd=tmp_path)
+    assert "resync" in runs.stdout
+    spend = connector("ledger", "spend", "--config", config, cwd=tmp_path)
+    assert "sixsense" in spend.stdout
+    story = connector("explain", "judy@6sense.com", "--config", config, cwd=tmp_path)
+    assert "resync" in story.stdout
+
+
+def test_the_dry_run_forecast_is_within_5_percent_of_the_night(sandbox, write_config, tmp_path):
+    config = _config(sandbox, write_config, f"sqlite:///{tmp_path / 'l.db'}")
+    forecast = connector("run", "--dry-run", "--config", config, cwd=tmp_path)
+    line = next(l for l in forecast.stdout.splitlines() if l.startswith("credits needed:"))
+    predicted = int(line.split("sixsense:enrichment:")[1].split("·")[0].strip())
+    assert connector("run", "--config", config, cwd=tmp_path).returncode == 0
+    spent = sandbox["sixsense"].credits_spent["enrichment"]
+    assert abs(predicted - spent) <= 0.05 * spent, f"forecast {predicted} credits, the night spent {spent}"
+
+
+def test_check_mappings_names_the_file_field_and_fix(sandbox, write_config, tmp_path):
+    mappings = tmp_path / "maps"
+    mappings.mkdir()
+    (mappings / "salesforce.lead.yaml").write_text(
+        "version: 1\nsource: salesforce\nobject: Lead\nidentity: {email: Email}\nfields:\n"
+        "  NumberOfEmployees: {from: sixsense.company.employeeRange, transform: {join: {sep: ','}}}\n")
+    config = _config(sandbox, write_config, f"sqlite:///{tmp_path / 'l.db'}", mappings_dir=str(mappings))
+    result = connector("check-mappings", "--config", config, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "salesforce.lead.yaml: field 'NumberOfEmployees'" in result.stderr and "fix:" in result.stderr
+    good = _config(sandbox, write_config, f"sqlite:///{tmp_path / 'l2.db'}")
+    ok = connector("check-mappings", "--config", good, cwd=tmp_path)
+    assert ok.returncode == 0 and "mapping fits the CRM schema" in ok.stdout
+
+
+def test_plan_prints_the_night_without_spending(sandbox, write_config, tmp_path):
+    config = _config(sandbox, write_config, f"sqlite:///{tmp_path / 'l.db'}")
+    result = connector("plan", "--config", config, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "28 lead(s) to process" in result.stdout and "credits:" in result.stdout
+    assert not [e for e in sandbox["sixsense"].log.entries() if e.path == "/v2/people/full"]
