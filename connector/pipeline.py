@@ -230,12 +230,13 @@ class SourceRun:
     run in parallel under the limiter."""
 
     def __init__(self, rt: Runtime, *, run: SyncRun, window: Window, via: str = "night",
-                 progress: Progress | None = None, mode: str = "write") -> None:
+                 progress: Progress | None = None, mode: str = "write", batch_size: int = CHUNK) -> None:
         """`mode`: write (the night), respond (decide and record, but the caller writes: the
         webhook's respond mode), dry_run (no paid call, no ledger or CRM write: a forecast)."""
         assert run.id is not None
         assert mode in ("write", "respond", "dry_run")
         self.mode = mode
+        self.batch_size = batch_size  # record ids per submitted batch (many workers)
         self.responses: dict[str, dict[str, Any]] = {}
         self.preview: list[LeadPreview] = []
         self.forecast_calls: set[tuple[str, str]] = set()
@@ -262,8 +263,8 @@ class SourceRun:
                 self.total += len(due)
                 ids = [l.record_id for l in due]
                 if submit is not None:
-                    for start in range(0, len(ids), CHUNK):
-                        submit(self.run_id, ids[start : start + CHUNK])
+                    for start in range(0, len(ids), self.batch_size):
+                        submit(self.run_id, ids[start : start + self.batch_size])
                 else:
                     self.process_records(ids)
             self._poll(submit)
@@ -319,8 +320,8 @@ class SourceRun:
         unique = list({c.record_id: c for c in page}.values())
         self.rt.ledger.register_leads(source=self.source_name, run_id=self.run_id, leads=[
             (c.record_id, str(c.values.get(email_field) or "").strip()[:320], c.created_at) for c in unique])
-        for start in range(0, len(unique), CHUNK):
-            submit(self.run_id, [c.record_id for c in unique[start : start + CHUNK]])
+        for start in range(0, len(unique), self.batch_size):
+            submit(self.run_id, [c.record_id for c in unique[start : start + self.batch_size]])
 
     def process(self, leads: Sequence[CrmLead]) -> None:
         unique = list({crm.record_id: crm for crm in leads}.values())
@@ -464,7 +465,8 @@ class SourceRun:
         provider in the field's precedence not asked yet (after a failure or a no-match)."""
         rule = self.rt.mapping.fields[target]
         payloads = {p: o.payload for p, o in work.outcomes.items() if isinstance(o, ProviderAnswer)}
-        if rule.pick(payloads) is not None:
+        picked = rule.pick(payloads)
+        if picked is not None and not picked.error:  # a refused value: a fallback provider may do better
             return None
         return next((p for p in rule.providers if p not in work.outcomes and p in self.rt.providers), None)
 
@@ -712,7 +714,8 @@ def run_source(
     rt: Runtime | None = None
     try:
         rt = build_runtime(settings, ledger, limiter, source_name, context=context)
-        source_run = SourceRun(rt, run=run, window=window, via=via, progress=progress)
+        source_run = SourceRun(rt, run=run, window=window, via=via, progress=progress,
+                               batch_size=settings.celery.batch_size)
         source_run.execute(submit)
         report.calls = {**source_run.enricher.calls, source_name: getattr(rt.source, "session", None) and rt.source.session.calls or 0}  # type: ignore[attr-defined]
         report.credits = dict(source_run.enricher.credits)

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from connector.errors import ConfigError
+from connector.redaction import register_secrets
 
 ENV_PREFIX = "CONNECTOR_"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -246,6 +247,8 @@ class CelerySettings(_Model):
     queued_grace_seconds: int = Field(default=600, gt=0)
     # Hard limit on one batch task.
     task_time_limit_seconds: int = Field(default=1800, gt=0)
+    # Leads per batch task: small batches keep every worker busy to the end of the night.
+    batch_size: int = Field(default=50, ge=1, le=2000)
 
 
 class WebhookSettings(_Model):
@@ -268,8 +271,9 @@ class WebhookSettings(_Model):
     # Time a call may take before the reply is 202 and the lead is finished as a queued task
     # (Marketo gives up after 30 s).
     budget_seconds: float = Field(default=10.0, gt=0, lt=30)
-    # Leads processed at once by one webhook process (threads).
-    workers: int = Field(default=16, ge=1, le=256)
+    # Batches one webhook process works on at once (threads); each batch takes every lead waiting
+    # (up to 50) through the pipeline together.
+    workers: int = Field(default=8, ge=1, le=64)
 
     @field_validator("secrets", mode="after")
     @classmethod
@@ -347,6 +351,9 @@ class Settings(BaseSettings):
             elif isinstance(value, BaseModel):
                 for name in type(value).model_fields:
                     walk(getattr(value, name))
+            elif isinstance(value, (list, tuple)):  # webhook.secrets is a list of secrets
+                for item in value:
+                    walk(item)
 
         walk(self)
         return found
@@ -403,7 +410,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     config_path = (path or default_config_path()).expanduser().resolve()
     token = _yaml_document.set(_read_yaml(config_path))
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         lines = [_describe_error(config_path, err) for err in exc.errors()]
         raise ConfigError(
@@ -412,6 +419,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         ) from None
     finally:
         _yaml_document.reset(token)
+    # Every process that loads settings (CLI, webhook, Celery worker) redacts its secrets by value.
+    register_secrets(settings.secret_values())
+    return settings
 
 
 __all__ = [

@@ -9,19 +9,21 @@ from datetime import datetime, timedelta, timezone
 from celery.signals import worker_process_init
 
 from connector.errors import TransientError
-from connector.pipeline import SourceRun, Window, build_runtime, current_window, enabled_sources, run_source
+from connector.pipeline import Runtime, SourceRun, Window, build_runtime, current_window, enabled_sources, run_source
 from connector.services import Services, open_services
 from tasks.app import app
 from tasks.queues import Queue
 
 log = logging.getLogger(__name__)
 _services: Services | None = None
+_runtimes: dict[str, Runtime] = {}
 
 
 @worker_process_init.connect
 def _fresh_services_after_fork(**_: object) -> None:
     global _services  # noqa: PLW0603  (one set of connections per worker process, never shared over fork)
     _services = None
+    _runtimes.clear()
 
 
 def services() -> Services:
@@ -71,13 +73,18 @@ def process_batch(source: str, run_id: int, record_ids: list[str]) -> int:
         log.error("batch for unknown run %s dropped", run_id)
         return 0
     window = Window(run.kind, run.window_start, run.window_end, run.run_key)
-    rt = build_runtime(svc.settings, svc.ledger, svc.limiter, source, context=svc.context())
-    try:
-        source_run = SourceRun(rt, run=run, window=window, via="night" if run.kind == "night" else run.kind)
-        source_run.process_records(record_ids)
-        return source_run.done
-    finally:
-        rt.close()
+    source_run = SourceRun(runtime(source), run=run, window=window, via="night" if run.kind == "night" else run.kind)
+    source_run.process_records(record_ids)
+    return source_run.done
+
+
+def runtime(source: str) -> Runtime:
+    """One runtime per source and worker process: the mapping is checked against the CRM's schema
+    once, and the vendors' connection pools are reused from batch to batch."""
+    if source not in _runtimes:
+        svc = services()
+        _runtimes[source] = build_runtime(svc.settings, svc.ledger, svc.limiter, source, context=svc.context())
+    return _runtimes[source]
 
 
 @app.task(name="connector.sweep")
@@ -93,9 +100,10 @@ def sweep() -> int:
             if lead.run_id is not None:
                 by_run[lead.run_id].append(lead.record_id)
         for run_id, ids in by_run.items():
-            for start in range(0, len(ids), 200):
-                process_batch.apply_async(args=[source, run_id, ids[start : start + 200]], queue=Queue.NIGHT.value)
-                requeued += len(ids[start : start + 200])
+            size = svc.settings.celery.batch_size
+            for start in range(0, len(ids), size):
+                process_batch.apply_async(args=[source, run_id, ids[start : start + size]], queue=Queue.NIGHT.value)
+                requeued += len(ids[start : start + size])
     if requeued:
         log.info("sweeper queued %d lead(s) again", requeued)
     return requeued

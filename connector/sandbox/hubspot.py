@@ -670,6 +670,7 @@ class HubSpotEmulator:
         return {
             "sources": {
                 "hubspot": {
+                    "enabled": True,  # the sandbox stands in for every CRM
                     "base_url": base_url,
                     "access_token": SANDBOX_PRIVATE_APP_TOKEN,
                     "client_id": SANDBOX_CLIENT_ID,

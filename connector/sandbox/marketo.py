@@ -576,6 +576,7 @@ class MarketoEmulator:
 
     def settings_overrides(self, base_url: str, ca_bundle: Path | None) -> dict[str, Any]:
         return {"sources": {"marketo": {
+            "enabled": True,  # the sandbox stands in for every CRM
             "rest_url": f"{base_url}/rest",
             "identity_url": f"{base_url}/identity",
             "client_id": SANDBOX_CLIENT_ID,

@@ -133,7 +133,7 @@ def test_registered_seeded_and_overrides() -> None:
     assert by_name[("Quinn", "Fabray")]["properties"]["numberofemployees"] == "5"
     assert emu.contact("1001")["properties"]["hs_object_id"] == "1001"
     assert SANDBOX_PRIVATE_APP_TOKEN.startswith("pat-na1-") and len(SANDBOX_PRIVATE_APP_TOKEN) == 44
-    assert emu.settings_overrides("http://127.0.0.1:9", None) == {"sources": {"hubspot": {
+    assert emu.settings_overrides("http://127.0.0.1:9", None) == {"sources": {"hubspot": {"enabled": True, 
         "base_url": "http://127.0.0.1:9", "access_token": SANDBOX_PRIVATE_APP_TOKEN,
         "client_id": SANDBOX_CLIENT_ID, "client_secret": SANDBOX_CLIENT_SECRET,
         "refresh_token": SANDBOX_REFRESH_TOKEN}}}

@@ -126,7 +126,7 @@ def test_registered_seeded_and_overrides() -> None:
     new_leads = [a for a in emu.activities() if a["activityTypeId"] == 12]
     assert sorted(a["leadId"] for a in new_leads) == [lead["id"] for lead in leads]
     assert all(a["activityDate"] == emu.lead(a["leadId"])["createdAt"] for a in new_leads)
-    assert emu.settings_overrides("http://127.0.0.1:9", None) == {"sources": {"marketo": {
+    assert emu.settings_overrides("http://127.0.0.1:9", None) == {"sources": {"marketo": {"enabled": True, 
         "rest_url": "http://127.0.0.1:9/rest", "identity_url": "http://127.0.0.1:9/identity",
         "client_id": SANDBOX_CLIENT_ID, "client_secret": SANDBOX_CLIENT_SECRET}}}
 
