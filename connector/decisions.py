@@ -52,7 +52,7 @@ def canonical(value: Any, field: CrmField) -> Any:
         raise BadValue("an object or list cannot be stored in a text field; use join or a deeper path")
     text = str(value).strip()
     if field.length:
-        text = text[: field.length]
+        text = text[: field.length].rstrip()  # a cut may end in a space: strip again, or it is rewritten nightly
     return text or None
 
 
@@ -128,6 +128,8 @@ def decide(
         return Decision(write=False, reason=protected, detail=detail, **base)
     if candidate is None:
         return Decision(write=False, reason=NO_VALUE, detail="no provider gave a value", **base)
+    if candidate.error:
+        return Decision(write=False, reason=BAD_VALUE, detail=candidate.error, provider=candidate.provider, **base)
     try:
         new = canonical(candidate.value, field)
     except BadValue as exc:

@@ -17,12 +17,17 @@
 
 from __future__ import annotations
 
+from connector.redaction import redact
+
 
 class ConnectorError(Exception):
     reason = "error"
     retryable = False
 
     def __init__(self, message: str, *, fix: str | None = None, reason: str | None = None) -> None:
+        # Messages carry vendor text (error bodies may echo a credential): redacted once, here,
+        # so no exception, log line, ledger row or CLI output built from one holds a secret.
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.fix = fix

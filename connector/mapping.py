@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connector.errors import MappingError
 from connector.models import IDENTITY_KEYS, LeadIdentity
-from connector.transforms import REGISTRY, BoundTransform, apply_chain, is_empty
+from connector.transforms import REGISTRY, BoundTransform, TransformFailed, apply_chain, is_empty
 
 Policy = Literal["ours_only", "fill_blank", "overwrite"]
 POLICIES: tuple[str, ...] = ("ours_only", "fill_blank", "overwrite")
@@ -134,6 +134,8 @@ class Candidate:
     value: Any
     provider: str
     path: str
+    # Set when the path's value could not be transformed ('n/a' to_int): decide() records bad_value.
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,15 +155,21 @@ class FieldRule:
         return " | ".join(p.text for p in self.paths) + (f" -> {chain}" if chain else "")
 
     def pick(self, payloads: dict[str, Any]) -> Candidate | None:
-        """The first path, in precedence order, whose transformed value is not empty."""
+        """The first path, in precedence order, whose transformed value is not empty; else the
+        first value a transform refused (with its error), else None."""
+        failed: Candidate | None = None
         for path in self.paths:
             if path.provider not in payloads or payloads[path.provider] is None:
                 continue
             raw = path.resolve(payloads[path.provider])
-            value = apply_chain(self.transforms, raw)
+            try:
+                value = apply_chain(self.transforms, raw)
+            except TransformFailed as exc:
+                failed = failed or Candidate(raw, path.provider, path.text, error=str(exc))
+                continue
             if not is_empty(value):
                 return Candidate(value, path.provider, path.text)
-        return None
+        return failed
 
 
 @dataclass(frozen=True)
@@ -272,6 +280,9 @@ def load_mapping(path: Path) -> Mapping:
         raise MappingError(
             f"mapping file {path} does not exist", fix="create it, or point the source's 'mapping' setting at it"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"mapping file {path} is not UTF-8 text (byte {exc.start} cannot be read)",
+                           fix="save it as UTF-8 YAML (see mappings/salesforce.lead.yaml)") from None
     try:
         root = yaml.compose(text)
         document = yaml.safe_load(text)

@@ -67,6 +67,8 @@ def to_int(value: Any, args: NoArgs) -> int:
     number = _number(value)
     if not number.is_finite():
         raise TransformFailed(f"{value!r} is not a finite number")
+    if number.adjusted() > 100:  # int() of '1e10000000' takes minutes; no field holds such a number
+        raise TransformFailed(f"{str(value)[:40]!r} is too large a number")
     return int(number.to_integral_value())
 
 
