@@ -255,7 +255,7 @@ class WebhookSettings(_Model):
     """The real-time webhook (connector.webhook): Marketo's "Person is Created" call."""
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8088, ge=1, le=65535)
+    port: int = Field(default=8080, ge=1, le=65535)
     # respond: the reply carries the mapped values (Marketo's response mappings write them);
     # writeback: the connector writes through the Marketo source and the reply carries none.
     mode: Literal["respond", "writeback"] = "respond"
@@ -373,6 +373,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         )
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"settings file {path} is not UTF-8 text (byte {exc.start} cannot be read)",
+                          fix="point --config at the YAML settings file, saved as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

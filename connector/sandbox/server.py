@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import socket
 import threading
 import time
@@ -79,12 +80,17 @@ class Fault:
     # "before": answer instead of the emulator; "after": let the emulator apply the request, then
     # answer with this fault (a lost reply after the vendor acted).
     when: str = "before"
+    # Below 1: each matching request gets the fault with this probability (a fault rate), from a
+    # seeded generator so a run can be repeated; `count` then bounds how many are injected.
+    probability: float = 1.0
+    seed: int = 0
 
 
 class FaultQueue:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._rngs: dict[int, random.Random] = {}
 
     def add(self, fault: Fault) -> None:
         with self._lock:
@@ -98,6 +104,10 @@ class FaultQueue:
         with self._lock:
             for fault in self._faults:
                 if path.startswith(fault.path_prefix) and fault.method in (None, method):
+                    if fault.probability < 1.0:
+                        rng = self._rngs.setdefault(id(fault), random.Random(fault.seed))
+                        if rng.random() >= fault.probability:
+                            continue
                     fault.count -= 1
                     if fault.count <= 0:
                         self._faults.remove(fault)
