@@ -443,6 +443,22 @@ def ledger_circuits(
 
 
 @app.command()
+def webhook(
+    config: ConfigOption = None,
+    celery: Annotated[bool, typer.Option("--celery", help="Finish slow leads as Celery tasks (the realtime "
+                                         "queue) instead of in this process.")] = False,
+) -> None:
+    """Serve the Marketo "Person is Created" webhook (settings: webhook.*)."""
+    from connector.webhook import celery_submit, serve  # noqa: PLC0415
+
+    try:
+        settings = _load(config)
+        serve(settings, submit=celery_submit() if celery else None)
+    except ConnectorError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
 def migrate(config: ConfigOption = None) -> None:
     """Apply the ledger's database migrations (run once per upgrade; SQLite does it by itself)."""
     try:

@@ -351,6 +351,9 @@ class Settings(BaseSettings):
             elif isinstance(value, BaseModel):
                 for name in type(value).model_fields:
                     walk(getattr(value, name))
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    walk(item)
             elif isinstance(value, (list, tuple)):  # webhook.secrets is a list of secrets
                 for item in value:
                     walk(item)

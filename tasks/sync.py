@@ -9,7 +9,16 @@ from datetime import datetime, timedelta, timezone
 from celery.signals import worker_process_init
 
 from connector.errors import TransientError
-from connector.pipeline import Runtime, SourceRun, Window, build_runtime, current_window, enabled_sources, run_source
+from connector.pipeline import (
+    Runtime,
+    SourceRun,
+    Window,
+    build_runtime,
+    current_window,
+    enabled_sources,
+    run_once,
+    run_source,
+)
 from connector.services import Services, open_services
 from tasks.app import app
 from tasks.queues import Queue
@@ -107,3 +116,12 @@ def sweep() -> int:
     if requeued:
         log.info("sweeper queued %d lead(s) again", requeued)
     return requeued
+
+
+@app.task(name="connector.webhook_lead", autoretry_for=(TransientError,), max_retries=3, retry_backoff=True)
+def webhook_lead(source: str, record_id: str) -> None:
+    """Finish a webhook lead the reply could not wait for: write it through the source, spending
+    from the real-time share of each budget."""
+    svc = services()
+    run_once(svc.settings, svc.ledger, svc.limiter, source, via="webhook", record_ids=[record_id], mode="write",
+             context=svc.context(realtime=True))
