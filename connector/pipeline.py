@@ -318,10 +318,13 @@ class SourceRun:
     def _queue(self, page: list[CrmLead], submit: Submit) -> None:
         email_field = self.rt.mapping.identity["email"]
         unique = list({c.record_id: c for c in page}.values())
-        self.rt.ledger.register_leads(source=self.source_name, run_id=self.run_id, leads=[
-            (c.record_id, str(c.values.get(email_field) or "").strip()[:320], c.created_at) for c in unique])
         for start in range(0, len(unique), self.batch_size):
-            submit(self.run_id, [c.record_id for c in unique[start : start + self.batch_size]])
+            batch = unique[start : start + self.batch_size]
+            # Recorded before it is queued (a lost task loses no lead), batch by batch so the
+            # workers start while the rest of the page is still being recorded.
+            self.rt.ledger.register_leads(source=self.source_name, run_id=self.run_id, leads=[
+                (c.record_id, str(c.values.get(email_field) or "").strip()[:320], c.created_at) for c in batch])
+            submit(self.run_id, [c.record_id for c in batch])
 
     def process(self, leads: Sequence[CrmLead]) -> None:
         unique = list({crm.record_id: crm for crm in leads}.values())

@@ -204,8 +204,10 @@ class Ledger:
                         attempts=Lead.attempts + 1, updated_at=now)
                 .returning(Lead.id, Lead.record_id)
             ).all()
-            for lead_id, _ in claimed:
-                s.add(LeadEvent(lead_id=lead_id, run_id=run_id, at=now, via=via, state="enriching"))
+            if claimed:
+                conn.execute(insert(LeadEvent), [
+                    {"lead_id": lead_id, "run_id": run_id, "at": now, "via": via, "state": "enriching",
+                     "reason": "", "detail": ""} for lead_id, _ in claimed])
             return {record_id: lead_id for lead_id, record_id in claimed}
 
     def register_leads(self, *, source: str, leads: list[tuple[str, str, datetime | None]], run_id: int) -> None:
@@ -351,12 +353,13 @@ class Ledger:
         histories = {lead_id: LeadHistory({}, []) for lead_id in lead_ids}
         if not lead_ids:
             return histories
+        table = FieldWrite.__table__  # type: ignore[attr-defined]
         with self.session() as s:
-            rows = s.exec(
-                select(FieldWrite)
-                .where(col(FieldWrite.lead_id).in_(lead_ids), FieldWrite.decision == "write",
-                       col(FieldWrite.state).in_(("planned", "confirmed")))
-                .order_by(col(FieldWrite.id))
+            rows = s.connection().execute(
+                select(table)
+                .where(table.c.lead_id.in_(lead_ids), table.c.decision == "write",
+                       table.c.state.in_(("planned", "confirmed")))
+                .order_by(table.c.id)
             ).all()
         for row in rows:
             history = histories[row.lead_id]
@@ -383,14 +386,15 @@ class Ledger:
             if not writes:
                 return []
             keys = [w["idempotency_key"] for w in writes]
-            existing = {r.idempotency_key for r in s.exec(
-                select(FieldWrite).where(col(FieldWrite.idempotency_key).in_(keys)))}
+            table = FieldWrite.__table__  # type: ignore[attr-defined]
+            key_column = table.c.idempotency_key
+            existing = {row[0] for row in conn.execute(select(key_column).where(key_column.in_(keys)))}
             fresh = [w for w in writes if w["idempotency_key"] not in existing]
             if fresh:
                 conn.execute(insert(FieldWrite), [
                     {**base, "detail": "", **w, "decision": "write", "state": "planned"} for w in fresh])
-            by_key = {r.idempotency_key: r for r in s.exec(
-                select(FieldWrite).where(col(FieldWrite.idempotency_key).in_(keys)))}
+            # Plain rows (not ORM objects): read back in bulk on the hot path of every night.
+            by_key = {row.idempotency_key: row for row in conn.execute(select(table).where(key_column.in_(keys)))}
             return [by_key[k] for k in keys]
 
     def leads_due(self, *, source: str, now: datetime, limit: int = 10_000) -> list[Lead]:
@@ -688,25 +692,32 @@ class Ledger:
             return {}
         now = utcnow()
         credits: dict[str, int] = {}
+        table = Enrichment.__table__  # type: ignore[attr-defined]
         with self.session() as s:
-            rows = s.exec(select(Enrichment).where(Enrichment.endpoint == endpoint,
-                                                   col(Enrichment.lookup_key).in_(list(answers)),
-                                                   Enrichment.claim_token == token)).all()
+            conn = s.connection()
+            rows = conn.execute(select(table.c.id, table.c.lookup_key, table.c.credit_pool, table.c.first_charged_at)
+                                .where(table.c.endpoint == endpoint, table.c.lookup_key.in_(list(answers)),
+                                       table.c.claim_token == token)).all()
+            updates = []
             for row in rows:
                 status, payload, detail = answers[row.lookup_key]
+                first_charged = row.first_charged_at
                 charge = 0
                 if status == "matched" and row.credit_pool and (
-                    row.first_charged_at is None
-                    or (charge_window is not None and now - row.first_charged_at >= charge_window)
+                    first_charged is None or (charge_window is not None and now - first_charged >= charge_window)
                 ):
-                    charge = 1
-                    row.first_charged_at = now
-                row.status, row.payload, row.detail = status, payload, detail[:2000]
-                row.fetched_at, row.claimed_until, row.claim_token = now, None, ""
-                row.credits_spent += charge
-                row.calls += 1
+                    charge, first_charged = 1, now
                 credits[row.lookup_key] = charge
-                s.add(row)
+                updates.append({"v_id": row.id, "v_status": status, "v_payload": payload, "v_detail": detail[:2000],
+                                "v_now": now, "v_first": first_charged, "v_charge": charge})
+            if updates:
+                conn.execute(
+                    update(table).where(table.c.id == bindparam("v_id")).values(
+                        status=bindparam("v_status"), payload=bindparam("v_payload"), detail=bindparam("v_detail"),
+                        fetched_at=bindparam("v_now"), claimed_until=None, claim_token="",
+                        first_charged_at=bindparam("v_first"), credits_spent=table.c.credits_spent + bindparam("v_charge"),
+                        calls=table.c.calls + 1),
+                    updates)
         return credits
 
     def release_lookups(self, *, endpoint: str, token: str, details: dict[str, str]) -> None:
