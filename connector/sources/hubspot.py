@@ -410,6 +410,8 @@ class HubSpotSource:
                     raise TransientError(f"HubSpot answered HTTP {status} to the {what}: {category} {message}") from None
             except urllib3.exceptions.HTTPError as exc:
                 error = TransientError(f"HubSpot unavailable during the {what} ({_cause(exc)})")
+            except TransientError as exc:  # the OAuth refresh failed (5xx, dropped connection): retried like a call
+                error = exc
             transient_left -= 1
             if transient_left <= 0:
                 raise error

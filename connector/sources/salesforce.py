@@ -178,13 +178,22 @@ class SalesforceSource:
 
     def _call(self, action: Callable[[Salesforce], T], *, deadline: float | None, transient_attempts: int = 3) -> T:
         transient_left, backoff = transient_attempts, 0.5 / self.time_scale
-        renewed = False
+        renewed = renew = False
         while True:
             if deadline is not None and time.time() >= deadline:
                 raise WindowClosed("the window ended before the Salesforce call could start")
             self._check_reserve()
             self.session.deadline = deadline
-            sf = self._client()
+            try:
+                sf = self._client(renew=renew)
+            except TransientError:  # the token endpoint failed (5xx, dropped connection): retried like a call
+                transient_left -= 1
+                if transient_left <= 0:
+                    raise
+                time.sleep(backoff)
+                backoff *= 2
+                continue
+            renew = False
             try:
                 result = action(sf)
                 self._record_usage(sf)
@@ -193,8 +202,7 @@ class SalesforceSource:
                 if renewed:
                     raise ConfigError("Salesforce rejected a freshly issued session",
                                       fix="check the integration user's API permissions") from None
-                self._client(renew=True)
-                renewed = True
+                renew = renewed = True
             except SalesforceRefusedRequest as exc:
                 self._record_usage(sf)
                 code, message = _first_error(exc)
