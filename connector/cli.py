@@ -111,6 +111,7 @@ def run(
             services = open_services(settings)
             ledger, limiter = services.ledger, services.limiter
             window = current_window(settings, scheduled=scheduled)
+            _preflight(settings, services)
             if dry_run:
                 for source in enabled_sources(settings):
                     _print_preview(source, _dry_run(settings, services, source, None), settings)
@@ -229,6 +230,16 @@ def _print_preview(source: str, run: Any, settings: Settings) -> None:
     credits = ", ".join(f"{pool}: {n}" for pool, n in sorted(f.credits.items())) or "none"
     console.print(f"credits needed: {credits} · time: {f.total_seconds:.0f} s (vendors run in parallel)\n",
                   highlight=False)
+
+
+def _preflight(settings: Settings, services: Any) -> None:
+    """check-mappings before anything is spent: a mapping that does not fit the CRM stops the run."""
+    from connector.checks import check_mapping_against_schema  # noqa: PLC0415
+
+    problems = [p for source in enabled_sources(settings) for p in check_mapping_against_schema(settings, services, source)]
+    if problems:
+        raise MappingError("the mappings do not fit the CRM schema:\n  " + "\n  ".join(problems),
+                           fix="correct each field named above (`connector check-mappings` lists them)")
 
 
 def _dry_run(settings: Settings, services: Any, source: str, record_ids: list[str] | None) -> Any:

@@ -77,6 +77,10 @@ def test_check_mappings_names_the_file_field_and_fix(sandbox, write_config, tmp_
     result = connector("check-mappings", "--config", config, cwd=tmp_path)
     assert result.returncode == 2
     assert "salesforce.lead.yaml: field 'NumberOfEmployees'" in result.stderr and "fix:" in result.stderr
+    run = connector("run", "--config", config, cwd=tmp_path)  # `connector run` checks first
+    assert run.returncode == 2 and "field 'NumberOfEmployees'" in run.stderr
+    assert not [e for e in sandbox["sixsense"].log.entries() if e.path == "/v2/people/full"]
+    assert sandbox["salesforce"].applied_writes == []
     good = _config(sandbox, write_config, f"sqlite:///{tmp_path / 'l2.db'}")
     ok = connector("check-mappings", "--config", good, cwd=tmp_path)
     assert ok.returncode == 0 and "mapping fits the CRM schema" in ok.stdout
