@@ -354,9 +354,6 @@ class Settings(BaseSettings):
             elif isinstance(value, (list, tuple)):
                 for item in value:
                     walk(item)
-            elif isinstance(value, (list, tuple)):  # webhook.secrets is a list of secrets
-                for item in value:
-                    walk(item)
 
         walk(self)
         return found

@@ -160,7 +160,7 @@ def _start_redis(port: int, tmp: Path) -> subprocess.Popen[bytes]:
 
 
 def test_redis_down_means_no_call_without_a_grant_and_recovery_without_a_step(make_sandbox, tmp_path):
-    box = make_sandbox(vendors=["sixsense"], extra={"sixsense": {"enrichment_credits": 10**6}})
+    box = make_sandbox(vendors=["sixsense"], extra={"sixsense": {"enrichment_credits": 10**6, "rate_limit": [20, 1]}})
     port = _free_port()
     server = _start_redis(port, tmp_path)
     limiter = RedisLimiter(f"redis://127.0.0.1:{port}/0", prefix="t", unreachable_wait_seconds=30,
@@ -193,3 +193,5 @@ def test_redis_down_means_no_call_without_a_grant_and_recovery_without_a_step(ma
     assert not [t for t in calls if down_at + 0.6 < t < up_at], "a call was made while Redis was down"
     assert [t for t in calls if t > up_at], "the worker did not recover by itself"
     assert [t for t in calls if t < down_at]
+    statuses = [e.status for e in box["sixsense"].log.entries(path_prefix="/v2/people/full")]
+    assert statuses.count(429) == 0, "a vendor limit was exceeded around the outage"
