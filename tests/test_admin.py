@@ -67,13 +67,13 @@ def test_the_dry_run_forecast_is_within_5_percent_of_the_night(sandbox, write_co
     assert abs(predicted - spent) <= 0.05 * spent, f"forecast {predicted} credits, the night spent {spent}"
 
 
-def test_check_mappings_names_the_file_field_and_fix(sandbox, write_config, tmp_path):
+def test_check_mappings_names_the_file_field_and_fix(sandbox, write_config, ledger_url, tmp_path):
     mappings = tmp_path / "maps"
     mappings.mkdir()
     (mappings / "salesforce.lead.yaml").write_text(
         "version: 1\nsource: salesforce\nobject: Lead\nidentity: {email: Email}\nfields:\n"
         "  NumberOfEmployees: {from: sixsense.company.employeeRange, transform: {join: {sep: ','}}}\n")
-    config = _config(sandbox, write_config, f"sqlite:///{tmp_path / 'l.db'}", mappings_dir=str(mappings))
+    config = _config(sandbox, write_config, ledger_url, mappings_dir=str(mappings))
     result = connector("check-mappings", "--config", config, cwd=tmp_path)
     assert result.returncode == 2
     assert "salesforce.lead.yaml: field 'NumberOfEmployees'" in result.stderr and "fix:" in result.stderr
@@ -86,9 +86,35 @@ def test_check_mappings_names_the_file_field_and_fix(sandbox, write_config, tmp_
     assert ok.returncode == 0 and "mapping fits the CRM schema" in ok.stdout
 
 
-def test_plan_prints_the_night_without_spending(sandbox, write_config, tmp_path):
-    config = _config(sandbox, write_config, f"sqlite:///{tmp_path / 'l.db'}")
+def test_plan_prints_the_night_without_spending(sandbox, write_config, ledger_url, tmp_path):
+    config = _config(sandbox, write_config, ledger_url)
     result = connector("plan", "--config", config, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "28 lead(s) to process" in result.stdout and "credits:" in result.stdout
     assert not [e for e in sandbox["sixsense"].log.entries() if e.path == "/v2/people/full"]
+
+
+def test_resync_from_a_file_and_a_created_date_range(sandbox, write_config, ledger_url, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    config = _config(sandbox, write_config, ledger_url)
+    assert connector("run", "--config", config, cwd=tmp_path).returncode == 0
+    crm = sandbox["salesforce"]
+    [judy] = [r for r in crm.leads() if r["Email"] == "judy@6sense.com"]
+    crm.human_edit(judy["Id"], "SixSense_Company_Name__c", "")  # emptied: ours to fill again
+    listing = tmp_path / "leads.txt"
+    listing.write_text(f"{judy['Id']}\nnobody@nowhere.example\n")
+    by_file = connector("resync", "--file", str(listing), "--config", config, cwd=tmp_path)
+    assert by_file.returncode == 0, by_file.stderr
+    assert "re-synced 1 lead(s): done(written) 1" in by_file.stdout
+    assert "'nobody@nowhere.example' is not in the ledger" in by_file.stdout
+    assert crm.lead(judy["Id"])["SixSense_Company_Name__c"] == "6sense"
+    today = datetime.now(timezone.utc).date()
+    by_dates = connector("resync", "--from", str(today - timedelta(days=2)), "--to", str(today + timedelta(days=1)),
+                         "--config", config, cwd=tmp_path)
+    assert by_dates.returncode == 0, by_dates.stderr
+    assert "re-synced 28 lead(s)" in by_dates.stdout and "done(up_to_date) 21" in by_dates.stdout
+    writes = [w["id"] for w in crm.applied_writes]
+    assert len(writes) == 22  # the night's 21, and Judy's emptied field once
+    bad = connector("resync", "--from", "yesterday", "--config", config, cwd=tmp_path)
+    assert bad.returncode == 2 and "--from 'yesterday' is not a date" in bad.stderr
