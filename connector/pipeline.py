@@ -30,7 +30,7 @@ from connector.errors import (
     WindowClosed,
 )
 from connector.ledger import Ledger, idempotency_key
-from connector.ledger.store import LeadHistory, StateChange
+from connector.ledger.store import FieldHistory, LeadHistory, StateChange
 from connector.ledger.tables import FieldWrite, SyncRun
 from connector.limiter import Limiter
 from connector.mapping import Mapping, check_providers, load_mapping
@@ -432,6 +432,8 @@ class SourceRun:
                 crm_field = self.rt.crm_fields.get(row.field)
                 if crm_field is not None and _canonical_or_raw(work.crm.values.get(row.field), crm_field) == row.new_value:
                     confirm.append(row.id)  # type: ignore[arg-type]
+                    before = work.history.fields.get(row.field, FieldHistory(None, 0))
+                    work.history.fields[row.field] = FieldHistory(row.new_value, before.confirmed + 1)
         self.rt.ledger.mark_writes(ids=confirm, state="confirmed")
 
     def _plan_fields(self, work: LeadWork, changes: list[StateChange]) -> bool:

@@ -363,10 +363,12 @@ class Ledger:
             ).all()
         for row in rows:
             history = histories[row.lead_id]
-            before = history.fields.get(row.field, FieldHistory(None, 0))
-            history.fields[row.field] = FieldHistory(row.new_value, before.confirmed + (row.state == "confirmed"))
             if row.state == "planned":
+                # Not known to have landed: it is ours only once a read of the CRM confirms it.
                 history.planned.append(row)
+                continue
+            before = history.fields.get(row.field, FieldHistory(None, 0))
+            history.fields[row.field] = FieldHistory(row.new_value, before.confirmed + 1)
         return histories
 
     def record_decisions_bulk(
@@ -484,21 +486,6 @@ class Ledger:
                 rows.append(row)
             s.flush()
             return rows
-
-    def last_written(self, *, lead_id: int, field: str) -> Any | None:
-        """The value we last wrote (or planned to write) into `field`, None if never."""
-        with self.session() as s:
-            row = s.exec(
-                select(FieldWrite)
-                .where(
-                    FieldWrite.lead_id == lead_id,
-                    FieldWrite.field == field,
-                    col(FieldWrite.state).in_(("planned", "confirmed")),
-                )
-                .order_by(col(FieldWrite.id).desc())
-                .limit(1)
-            ).first()
-            return row.new_value if row else None
 
     def confirmed_count(self, *, lead_id: int, field: str) -> int:
         with self.session() as s:
