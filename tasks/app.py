@@ -9,10 +9,14 @@ idempotent.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
+from connector.redaction import RedactingFilter
 from connector.settings import Settings, load_settings
 from tasks.queues import Queue
 from tasks.schedule import beat_schedule
@@ -41,6 +45,15 @@ def create_app(settings: Settings | None = None) -> Celery:
     )
     app.conf.connector_settings = settings
     return app
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_worker_logs(logger: logging.Logger, **_: object) -> None:
+    """Workers log through Celery's handlers: they get the same secret redaction as the CLI."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
 
 
 app = create_app()
