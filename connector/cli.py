@@ -431,19 +431,36 @@ def ledger_spend(config: ConfigOption = None, vendor: str | None = None) -> None
     console.print(table)
 
 
+@ledger_app.command("budgets")
+def ledger_budgets(config: ConfigOption = None, pool: str | None = None) -> None:
+    """Credits used per pool and budget period (night, month, the balance read before a night)."""
+    ledger = open_ledger(_load(config).ledger_url)
+    table = Table(title="credit budgets")
+    for column in ("pool", "period", "used", "cap", "left"):
+        table.add_column(column)
+    for row in ledger.budget_use(pool=pool):
+        left = "" if row.cap is None else str(max(row.cap - row.used, 0))
+        table.add_row(row.pool, row.period, str(row.used), "none" if row.cap is None else str(row.cap), left)
+    console.print(table)
+
+
 @ledger_app.command("circuits")
 def ledger_circuits(
-    clear: Annotated[str | None, typer.Option("--clear", help="Re-open this provider after a top-up or a new token.")] = None,
+    clear: Annotated[str | None, typer.Option("--clear", help="Re-open a provider, credit pool (sixsense:enrichment) "
+                                              "or vendor (sixsense: all of its pools) after a top-up or a new token.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Providers stopped by a 402 (credits exhausted) or a refused token, and clearing them."""
+    """Providers, credit pools and vendor tokens stopped by exhausted credits, a spent daily quota or a
+    refused token, and clearing them."""
     from datetime import datetime, timezone  # noqa: PLC0415
 
     ledger = open_ledger(_load(config).ledger_url)
     if clear:
-        cleared = ledger.clear_circuit(provider=clear)
-        console.print(f"{clear}: " + ("cleared; its deferred leads go with the next run or `connector resync --deferred`"
-                                      if cleared else "was not stopped"))
+        cleared = ledger.clear_circuits(name=clear)
+        for key in cleared:
+            console.print(f"{key}: cleared; its deferred leads go with the next run or `connector resync --deferred`")
+        if not cleared:
+            console.print(f"{clear}: was not stopped")
         return
     circuits = ledger.open_circuits(now=datetime.now(timezone.utc))
     if not circuits:

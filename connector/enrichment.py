@@ -3,8 +3,14 @@
 A paid lookup is claimed, not checked: the caller inserts the claim for (endpoint, normalised
 key) and makes the call; every other caller, in this process or another worker, waits for that
 answer. So twenty leads with one email, a redelivered task and the webhook together cost one
-credit. Credit exhaustion and bad credentials open the provider's circuit; its leads are parked
-while the other providers go on.
+credit. Before paid calls their most expensive cost is reserved from the run's credit budgets
+(connector/budgets.py); a record the pool charged inside the vendor's no-recharge window reserves
+nothing. Charges are counted per (credit pool, credit key), whichever endpoint asked.
+
+Circuits: credits exhausted stops the whole credit pool (every endpoint sharing it), a spent daily
+quota stops the vendor's token, bad credentials stop the provider; its leads are parked while the
+other providers go on. A spent budget needs no circuit: its count in the ledger refuses every
+later reservation, in this worker and every other.
 """
 
 from __future__ import annotations
@@ -14,19 +20,22 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from concurrent.futures import Executor
 from datetime import datetime, timedelta, timezone
 
+from connector.budgets import budget_refusal
 from connector.errors import ConfigError, ConnectorError, NoMatch, QuotaExhausted, WindowClosed
-from connector.ledger import Ledger
+from connector.ledger import BudgetPeriod, Ledger
 from connector.ledger.tables import Enrichment
 from connector.models import LeadIdentity, ProviderAnswer
 from connector.providers.base import Provider
+from connector.registry import PROVIDER_SETTINGS
 
 log = logging.getLogger(__name__)
 CLAIM_TTL = timedelta(seconds=30)
+NO_RECHARGE_EVER = timedelta(days=36_500)
 Outcome = ProviderAnswer | ConnectorError
 
 
@@ -42,8 +51,10 @@ class NeedsCredits:
 
 class Enricher:
     def __init__(self, *, ledger: Ledger, providers: dict[str, Provider], wait_poll_seconds: float = 0.05,
-                 claim_ttl: timedelta = CLAIM_TTL) -> None:
+                 claim_ttl: timedelta = CLAIM_TTL,
+                 budgets: Callable[[Provider], list[BudgetPeriod]] = lambda provider: []) -> None:
         self.claim_ttl = claim_ttl
+        self.budgets = budgets
         self.ledger = ledger
         self.providers = providers
         self.wait_poll_seconds = wait_poll_seconds
@@ -53,34 +64,45 @@ class Enricher:
         self.calls: dict[str, int] = {}
         self.credits: dict[str, int] = {}
         now = datetime.now(timezone.utc)
-        for name, circuit in ledger.open_circuits(now=now).items():
-            if name in providers:
+        known = {key for name in providers for key in self._circuit_keys(name)}
+        for key, circuit in ledger.open_circuits(now=now).items():
+            if key in known:
                 error_type = QuotaExhausted if circuit.reason in ("credits_exhausted", "quota") else ConfigError
-                self._stopped[name] = error_type(
-                    f"{name} is stopped since {circuit.opened_at:%Y-%m-%d %H:%M} UTC ({circuit.reason}): {circuit.detail}",
+                self._stopped[key] = error_type(
+                    f"{key} is stopped since {circuit.opened_at:%Y-%m-%d %H:%M} UTC ({circuit.reason}): {circuit.detail}",
                     reason=circuit.reason,
                 )
 
+    def _circuit_keys(self, provider: str) -> list[str]:
+        """What can stop a provider: itself, its credit pool, its vendor's token (daily quota)."""
+        pool = self.providers[provider].credit_pool
+        return [key for key in (provider, pool, PROVIDER_SETTINGS.get(provider)) if key]
+
+    def _circuit_key(self, provider: str, error: ConnectorError) -> str:
+        if isinstance(error, QuotaExhausted):
+            if error.reason == "credits_exhausted":
+                return self.providers[provider].credit_pool or provider
+            return PROVIDER_SETTINGS.get(provider, provider)
+        return provider
+
     def stopped(self, provider: str) -> ConnectorError | None:
         with self._lock:
-            return self._stopped.get(provider)
+            for key in self._circuit_keys(provider):
+                if key in self._stopped:
+                    return self._stopped[key]
+            return None
 
     def _stop(self, provider: str, error: ConnectorError) -> None:
+        """Stop calling: in this process at once, and for every worker through a circuit in the ledger."""
+        key = self._circuit_key(provider, error)
         with self._lock:
-            if provider in self._stopped:
+            if key in self._stopped:
                 return
-            self._stopped[provider] = error
+            self._stopped[key] = error
         until = None
         if isinstance(error, QuotaExhausted) and error.reset_at is not None:
             until = datetime.fromtimestamp(error.reset_at, timezone.utc)
-        self.ledger.open_circuit(provider=provider, reason=error.reason, detail=error.message, until=until)
-
-    def answer(self, provider_name: str, identity: LeadIdentity, *, deadline: float | None) -> ProviderAnswer:
-        """One lead's answer (see `answer_many`); raises the provider's error."""
-        outcome = self.answer_many(provider_name, [identity], deadline=deadline)[0]
-        if isinstance(outcome, ConnectorError):
-            raise outcome
-        return outcome
+        self.ledger.open_circuit(provider=key, reason=error.reason, detail=error.message, until=until)
 
     def answer_many(
         self, provider_name: str, identities: list[LeadIdentity], *, deadline: float | None,
@@ -117,6 +139,10 @@ class Enricher:
         keys = [provider.lookup_key(identity) for identity in identities]
         rows = self.ledger.answers_for(endpoint=provider.endpoint, keys=[k for k in keys if k])
         now = datetime.now(timezone.utc)
+        credit_keys = {k: provider.credit_key(i) or k for k, i in zip(keys, identities, strict=True) if k}
+        free_again = self.ledger.charged_since(pool=provider.credit_pool, keys=list(set(credit_keys.values())),
+                                               since=now - (provider.charge_window or NO_RECHARGE_EVER)) \
+            if provider.charge_window != timedelta(0) else set()
         out: list[Outcome | NeedsCredits] = []
         first_ask: set[str] = set()
         for key in keys:
@@ -138,11 +164,9 @@ class Enricher:
                     first_ask.add(key)
                     out.append(ProviderAnswer(provider_name, None, detail="no match (free probe)"))
                     continue
-            free_again = (row is not None and row.first_charged_at is not None and provider.charge_window is not None
-                          and now - row.first_charged_at < provider.charge_window)
-            credits = 0 if free_again or key in first_ask else 1
+            free = credit_keys[key] in free_again or key in first_ask
             first_ask.add(key)
-            out.append(NeedsCredits(provider_name, provider.credit_pool, credits, key))
+            out.append(NeedsCredits(provider_name, provider.credit_pool, 0 if free else provider.max_credits_per_call, key))
         return out
 
     def _resolve(
@@ -185,6 +209,34 @@ class Enricher:
         self, name: str, provider: Provider, owned: dict[str, LeadIdentity], token: str, deadline: float | None,
         executor: Executor | None,
     ) -> dict[str, Outcome]:
+        """Call the owned lookups in rounds: each round reserves what the budgets allow, and the
+        credits a round did not use (no-matches, free re-asks) pay for the next one."""
+        outcomes: dict[str, Outcome] = {}
+        credit_keys = {key: provider.credit_key(identity) or key for key, identity in owned.items()}
+        pending = list(owned)
+        while pending:
+            to_call, refused, periods, reserved = self._reserve(provider, {k: credit_keys[k] for k in pending})
+            outcomes.update(self._call_round(name, provider, owned, to_call, credit_keys, token, periods, reserved,
+                                             deadline, executor))
+            if refused and not to_call:
+                assert provider.credit_pool is not None and refused[1] is not None
+                error = budget_refusal(provider.credit_pool, refused[1])
+                outcomes.update({key: error for key in refused[0]})
+                self.ledger.release_lookups(endpoint=provider.endpoint, token=token,
+                                            details={key: error.message for key in refused[0]})
+                break
+            pending = refused[0] if refused else []
+        return outcomes
+
+    def _call_round(
+        self, name: str, provider: Provider, owned: dict[str, LeadIdentity], to_call: list[str],
+        credit_keys: dict[str, str], token: str, periods: list[BudgetPeriod], reserved: int,
+        deadline: float | None, executor: Executor | None,
+    ) -> dict[str, Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        if not to_call:
+            return outcomes
+
         def call(key: str) -> tuple[str, Outcome | dict]:
             stopped = self.stopped(name)
             if stopped is not None:
@@ -201,11 +253,10 @@ class Enricher:
                 return key, exc
 
         mapper: Callable[..., Iterable[tuple[str, Outcome | dict]]] = executor.map if executor else map
-        with self._heartbeat(provider.endpoint, token, list(owned)):
-            fetched = dict(mapper(call, list(owned)))
+        with self._heartbeat(provider.endpoint, token, to_call):
+            fetched = dict(mapper(call, to_call))
         to_store: dict[str, tuple[str, dict | None, str]] = {}
         to_release: dict[str, str] = {}
-        outcomes: dict[str, Outcome] = {}
         for key, result in fetched.items():
             if isinstance(result, NoMatch):
                 to_store[key] = ("no_match", None, result.message)
@@ -215,13 +266,17 @@ class Enricher:
                 outcomes[key] = result
             else:
                 to_store[key] = ("matched", result, "")
-        credits = self.ledger.store_answers(endpoint=provider.endpoint, token=token, answers=to_store,
-                                            charge_window=provider.charge_window)
+        charges = self._charges(provider, {k: p for k, (st, p, _) in to_store.items() if st == "matched" and p},
+                                credit_keys)
+        self.ledger.store_answers(endpoint=provider.endpoint, token=token, answers=to_store, charges=charges)
         self.ledger.release_lookups(endpoint=provider.endpoint, token=token, details=to_release)
         for key, (status, payload, _) in to_store.items():
             if status == "matched":
-                outcomes[key] = ProviderAnswer(name, payload, credits=credits.get(key, 0))
-        spent = sum(credits.values())
+                outcomes[key] = ProviderAnswer(name, payload, credits=charges.get(key, 0))
+        spent = sum(charges.values())
+        if periods and provider.credit_pool:
+            self.ledger.release_credits(pool=provider.credit_pool, periods=periods, unused=reserved - spent,
+                                        now=datetime.now(timezone.utc))
         calls = len(to_store) + sum(1 for e in to_release.values() if e)
         if calls:
             self.ledger.add_spend(vendor=name, pool=provider.credit_pool or "free",
@@ -230,6 +285,46 @@ class Enricher:
             self.credits[name] += spent
         return outcomes
 
+    def _reserve(self, provider: Provider, credit_keys: dict[str, str]
+                 ) -> tuple[list[str], tuple[list[str], BudgetPeriod | None] | None, list[BudgetPeriod], int]:
+        """Reserve the budgets' credits for the lookups that may be charged. Returns (keys to call,
+        (keys refused, the budget that refused them) or None, the budget periods, credits reserved)."""
+        pool = provider.credit_pool
+        periods = self.budgets(provider) if pool else []
+        if not periods or pool is None:
+            return list(credit_keys), None, [], 0
+        now = datetime.now(timezone.utc)
+        free = self._charged_in_window(provider, list(set(credit_keys.values())), now)
+        paying = [key for key, credit_key in credit_keys.items() if credit_key not in free]
+        cost = provider.max_credits_per_call
+        reserved, limited_by = self.ledger.reserve_credits(pool=pool, periods=periods, wanted=len(paying) * cost,
+                                                           now=now)
+        refused = paying[reserved // cost:]
+        to_call = [key for key in credit_keys if key not in set(refused)]
+        return to_call, ((refused, limited_by) if refused else None), periods, reserved
+
+    def _charged_in_window(self, provider: Provider, credit_keys: list[str], now: datetime) -> set[str]:
+        """The records the pool charged inside the vendor's no-recharge window (a re-ask is free)."""
+        window = provider.charge_window if provider.charge_window is not None else NO_RECHARGE_EVER
+        if provider.credit_pool is None or window <= timedelta(0):
+            return set()
+        return self.ledger.charged_since(pool=provider.credit_pool, keys=credit_keys, since=now - window)
+
+    def _charges(self, provider: Provider, matched: dict[str, dict], credit_keys: dict[str, str]) -> dict[str, int]:
+        """The credits each matched answer cost: charged once per (pool, credit key) and no-recharge
+        window, whichever endpoint of the pool asked."""
+        pool = provider.credit_pool
+        if pool is None or not matched:
+            return {}
+        window = provider.charge_window if provider.charge_window is not None else NO_RECHARGE_EVER
+        charged = self.ledger.charge_records(pool=pool, keys=[credit_keys[k] for k in matched], window=window,
+                                             now=datetime.now(timezone.utc))
+        charges: dict[str, int] = {}
+        for key, payload in matched.items():
+            if credit_keys[key] in charged:
+                charged.discard(credit_keys[key])  # two lookups of one record: one charge
+                charges[key] = provider.credits_for(payload)
+        return charges
 
     @contextmanager
     def _heartbeat(self, endpoint: str, token: str, keys: list[str]) -> Iterator[None]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from connector.budgets import Budgets, read_balances_before_night
 from connector.decisions import BadValue, Decision, canonical, decide, protected_reason
 from connector.enrichment import Enricher, NeedsCredits
 from connector.errors import (
@@ -94,6 +95,12 @@ class Runtime:
 def enabled_sources(settings: Settings) -> list[str]:
     load_all()
     return [name for name in SOURCES if getattr(getattr(settings.sources, name, None), "enabled", False)]
+
+
+def batch_night(window: Window) -> str | None:
+    """The night whose budget a run's paid calls count against: the date a batch run (nightly or
+    `connector run`) started; None for the webhook and re-syncs (their calls count by month)."""
+    return f"{window.start:%Y-%m-%d}" if window.kind in ("night", "manual") else None
 
 
 def check_mapping_fields(mapping: Mapping, crm_fields: dict[str, CrmField]) -> None:
@@ -184,6 +191,17 @@ class LeadWork:
     pending: list[str] = field(default_factory=list)
     outcomes: dict[str, Any] = field(default_factory=dict)
     writes: list[FieldWrite] = field(default_factory=list)
+    # A provider failed but others gave values: the lead is written, then waits for that provider.
+    unfinished: StateChange | None = None
+
+    def written(self, detail: str) -> StateChange:
+        """The lead's state once its writes landed: done, or still waiting for a failed provider
+        (so the next run asks it again for the fields it did not fill)."""
+        if self.unfinished is None:
+            return StateChange(self.lead_id, "done", "written", detail)
+        u = self.unfinished
+        return StateChange(self.lead_id, u.state, u.reason, f"{detail}; waiting for {u.detail}",
+                           retryable=True, next_attempt_at=u.next_attempt_at)
 
 
 @dataclass
@@ -243,7 +261,8 @@ class SourceRun:
         self.rt, self.run_id, self.window, self.via = rt, run.id, window, via
         self.source_name = rt.source.name
         self.enricher = Enricher(ledger=rt.ledger, providers=rt.providers,
-                                 claim_ttl=timedelta(seconds=min(rt.settings.claim_ttl_seconds, 30)))
+                                 claim_ttl=timedelta(seconds=min(rt.settings.claim_ttl_seconds, 30)),
+                                 budgets=Budgets(rt.settings, night=batch_night(window)).periods)
         self.progress = progress or (lambda done, total: None)
         self.done = 0
         self.total = 0
@@ -416,7 +435,8 @@ class SourceRun:
     def _apply_states(self, changes: list[StateChange]) -> None:
         changes = [StateChange(c.lead_id, c.state, c.reason, redact(c.detail), c.retryable, c.next_attempt_at)
                    for c in changes]
-        self.rt.ledger.set_states(changes=changes, run_id=self.run_id, via=self.via)
+        self.rt.ledger.set_states(changes=changes, run_id=self.run_id, via=self.via,
+                                  claim_ttl=timedelta(seconds=self.rt.settings.claim_ttl_seconds))
         finished = sum(1 for c in changes if c.state not in ("enriching", "writing"))
         if finished:
             self.done += finished
@@ -574,6 +594,9 @@ class SourceRun:
             return StateChange(work.lead_id, "skipped", "no_match", details)
         if failures and not writes_any:
             return self._failure_state(work, failures)
+        if failures:
+            unfinished = self._failure_state(work, failures)
+            work.unfinished = unfinished if unfinished.retryable else None
         return None
 
     def _decision_rows(self, work: LeadWork) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -634,8 +657,8 @@ class SourceRun:
             (confirmed if holds else remaining).append(work)
         self.rt.ledger.mark_writes(ids=[r.id for w in confirmed for r in w.writes], state="confirmed")  # type: ignore[misc]
         self.fields_written += sum(len(w.writes) for w in confirmed)
-        self._apply_states([StateChange(w.lead_id, "done", "written", "confirmed on re-read after a lost CRM reply: "
-                                        + ", ".join(r.field for r in w.writes)) for w in confirmed])
+        self._apply_states([w.written("confirmed on re-read after a lost CRM reply: " + ", ".join(r.field for r in w.writes))
+                            for w in confirmed])
         return remaining
 
     def _write(self, batch: list[LeadWork], *, attempt: int = 1) -> None:
@@ -677,8 +700,7 @@ class SourceRun:
             ids = [r.id for r in work.writes]
             if result is not None and result.ok:
                 confirmed.extend(ids)  # type: ignore[arg-type]
-                changes.append(StateChange(work.lead_id, "done", "written", f"{len(ids)} field(s) written: "
-                                           + ", ".join(r.field for r in work.writes)))
+                changes.append(work.written(f"{len(ids)} field(s) written: " + ", ".join(r.field for r in work.writes)))
             else:
                 message = redact(result.message if result else "the CRM returned no result for this record")
                 self.rt.ledger.mark_writes(ids=ids, state="failed", error=message)  # type: ignore[arg-type]
@@ -719,6 +741,10 @@ def run_source(
     rt: Runtime | None = None
     try:
         rt = build_runtime(settings, ledger, limiter, source_name, context=context)
+        night = batch_night(window)
+        if night is not None:
+            read_balances_before_night(ledger, rt.providers, night=night, window_end=window.end,
+                                       deadline=window.deadline)
         source_run = SourceRun(rt, run=run, window=window, via=via, progress=progress,
                                batch_size=settings.celery.batch_size)
         source_run.execute(submit)

@@ -12,10 +12,10 @@ import os
 from contextvars import ContextVar
 from datetime import datetime, time, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,6 +72,23 @@ class RateLimit(_Model):
     per_seconds: float = Field(gt=0)
 
 
+class CreditBudget(_Model):
+    """Credits one pool may spend: per night (the calls of that night's runs) and per calendar
+    month (UTC, every entry point: night, webhook and re-sync). None: no budget of that kind."""
+
+    per_night: int | None = Field(default=None, ge=0)
+    per_month: int | None = Field(default=None, ge=0)
+
+
+def _check_budget_pools(section: str, budgets: dict[str, CreditBudget], pools: tuple[str, ...]) -> None:
+    for pool in budgets:
+        if pool not in pools:
+            raise ValueError(
+                f"providers.{section}.budgets.{pool}: {section} has no credit pool '{pool}'; "
+                f"use one of: {', '.join(pools)}"
+            )
+
+
 class SalesforceSettings(_Model):
     enabled: bool = True
     mapping: str = "salesforce.lead.yaml"
@@ -115,6 +132,15 @@ class SixSenseSettings(_Model):
     custom_id: SecretStr | None = None
     # Lead Scoring answers are free and move faster than firmographics: reuse them this long.
     score_cache_days: int = Field(default=1, ge=0)
+    # Credit budgets per pool: enrichment (people/full, people and company enrichment) and
+    # company_identification (IP lookups).
+    budgets: dict[str, CreditBudget] = {}
+    credit_pools: ClassVar[tuple[str, ...]] = ("enrichment", "company_identification")
+
+    @model_validator(mode="after")
+    def _known_pools(self) -> "SixSenseSettings":
+        _check_budget_pools("sixsense", self.budgets, self.credit_pools)
+        return self
 
 
 class HubSpotSettings(_Model):
@@ -171,6 +197,14 @@ class SlintelSettings(_Model):
     # Lead enrichment asks by email; when that finds nobody it tries these, in order (each try is
     # one more call against the daily limit, a no-match costs no credit).
     lead_fallbacks: list[Literal["linkedin_url", "name_company"]] = ["linkedin_url", "name_company"]
+    # Before a night the account's api-credits are read; the night never spends more than that.
+    budgets: dict[str, CreditBudget] = {}
+    credit_pools: ClassVar[tuple[str, ...]] = ("credits",)
+
+    @model_validator(mode="after")
+    def _known_pools(self) -> "SlintelSettings":
+        _check_budget_pools("slintel", self.budgets, self.credit_pools)
+        return self
 
 
 class ContactsApiSettings(_Model):
@@ -186,6 +220,13 @@ class ContactsApiSettings(_Model):
     # contacts_people: only these departments (the API's vocabulary, e.g. executive, finance,
     # information_technology); empty = any department.
     decision_maker_departments: list[str] = []
+    budgets: dict[str, CreditBudget] = {}
+    credit_pools: ClassVar[tuple[str, ...]] = ("credits",)
+
+    @model_validator(mode="after")
+    def _known_pools(self) -> "ContactsApiSettings":
+        _check_budget_pools("contacts_api", self.budgets, self.credit_pools)
+        return self
 
 
 class SourcesSettings(_Model):

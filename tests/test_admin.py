@@ -38,9 +38,10 @@ def test_resync_by_email_and_by_state_goes_through_the_ledger(make_sandbox, writ
     states = connector("ledger", "states", "--config", config, cwd=tmp_path)
     assert "credits_exhausted" in states.stdout
     circuits = connector("ledger", "circuits", "--config", config, cwd=tmp_path)
-    assert "sixsense: stopped" in circuits.stdout
+    assert "sixsense:enrichment: stopped" in circuits.stdout  # the credit pool, shared by its endpoints
     box["sixsense"].set_credit_balance("enrichment", 1000)
-    assert connector("ledger", "circuits", "--clear", "sixsense", "--config", config, cwd=tmp_path).returncode == 0
+    cleared = connector("ledger", "circuits", "--clear", "sixsense", "--config", config, cwd=tmp_path)
+    assert cleared.returncode == 0 and "sixsense:enrichment: cleared" in cleared.stdout
     resync = connector("resync", "--deferred", "--reason", "credits_exhausted", "--config", config, cwd=tmp_path)
     assert resync.returncode == 0, resync.stdout + resync.stderr
     assert "done(written)" in resync.stdout

@@ -62,7 +62,12 @@ def test_migrate_then_run_on_postgres(sandbox, write_config, tmp_path, postgres_
     before = connector("run", "--config", str(config), cwd=tmp_path)
     assert before.returncode == 2 and "connector migrate" in before.stderr
     migrated = connector("migrate", "--config", str(config), cwd=tmp_path)
-    assert migrated.returncode == 0 and "0001" in migrated.stdout
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    from connector.ledger import alembic_config  # noqa: PLC0415
+
+    head = ScriptDirectory.from_config(alembic_config(postgres_url)).get_current_head()
+    assert migrated.returncode == 0 and f"ledger at migration {head}" in migrated.stdout
     run = connector("run", "--config", str(config), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "written" in run.stdout

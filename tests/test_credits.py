@@ -101,7 +101,7 @@ def test_twenty_leads_at_one_domain_asked_at_once_cost_one_company_lookup(
     assert len(box[emulator].log.entries(path_prefix=path)) == 1  # one call on the wire
     assert vendor_credits(box) == cost
     ledger = open_ledger(ledger_url)
-    counted = 1 if cost else 0  # the ledger counts one per paid answer
+    counted = cost  # the ledger counts what the vendor charges (contacts: one per contact returned)
     assert sum(credits for _, credits in first) == counted
     assert ledger.credits_spent().get(name, 0) == counted
     assert sum(1 for a in answers if not a.cached) <= 1
@@ -115,13 +115,13 @@ def test_twenty_leads_at_one_domain_asked_at_once_cost_one_company_lookup(
     ledger.engine.dispose()
 
 
-def test_a_402_stops_that_provider_while_another_goes_on(make_sandbox, ledger_url, tmp_path):
+def test_a_402_stops_that_credit_pool_while_other_pools_and_providers_go_on(make_sandbox, ledger_url, tmp_path):
     box = make_box(make_sandbox)
     box["sixsense"].set_credit_balance("enrichment", 0)
     settings = settings_for(box, tmp_path)
     ledger = open_ledger(ledger_url, auto_migrate=True)
     limiter = MemoryLimiter()
-    names = ("sixsense_company", "slintel_company", "sixsense_score")
+    names = ("sixsense_company", "sixsense_people", "slintel_company", "sixsense_score")
     providers = {n: PROVIDERS[n](VendorContext(settings, limiter)) for n in names}
     leads = [LeadIdentity(email=f"ann@{d}") for d in ("acme-robotics.com", "globex.example", DOMAIN)]
     try:
@@ -131,7 +131,11 @@ def test_a_402_stops_that_provider_while_another_goes_on(make_sandbox, ledger_ur
         # The first 402 opened the circuit: the other leads were parked without a call.
         assert [e.status for e in box["sixsense"].log.entries(path_prefix="/v1/enrichment/company")] == [402]
         assert enricher.stopped("sixsense_company") is not None
-        assert ledger.open_circuits(now=_now())["sixsense_company"].reason == "credits_exhausted"
+        assert ledger.open_circuits(now=_now())["sixsense:enrichment"].reason == "credits_exhausted"
+        # People Enrichment draws on the same pool: stopped too, without a call of its own.
+        people = enricher.answer_many("sixsense_people", leads, deadline=time.time() + 60)
+        assert all(isinstance(o, QuotaExhausted) and o.reason == "credits_exhausted" for o in people)
+        assert box["sixsense"].log.entries(path_prefix="/v1/enrichment/people") == []
 
         # Another provider goes on: Slintel's company lookup, and 6sense's free Lead Scoring.
         slintel = enricher.answer_many("slintel_company", leads, deadline=time.time() + 60)
@@ -149,7 +153,7 @@ def test_a_402_stops_that_provider_while_another_goes_on(make_sandbox, ledger_ur
 
         # An operator tops up and clears the circuit: the provider pays again, once per company.
         box["sixsense"].set_credit_balance("enrichment", 10)
-        assert ledger.clear_circuit(provider="sixsense_company")
+        assert ledger.clear_circuits(name="sixsense:enrichment") == ["sixsense:enrichment"]
         resumed = Enricher(ledger=ledger, providers=providers).answer_many(
             "sixsense_company", leads, deadline=time.time() + 60)
         assert all(isinstance(o, ProviderAnswer) and o.matched for o in resumed)

@@ -11,7 +11,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 
 from connector.errors import ConfigError
-from connector.ledger.store import ClaimResult, Ledger, idempotency_key
+from connector.ledger.credits import BudgetPeriod
+from connector.ledger.store import Ledger, idempotency_key
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -80,4 +81,4 @@ def open_ledger(url: str, *, auto_migrate: bool | None = None) -> Ledger:
     return Ledger(engine)
 
 
-__all__ = ["Ledger", "ClaimResult", "idempotency_key", "open_ledger", "migrate", "make_engine"]
+__all__ = ["Ledger", "BudgetPeriod", "idempotency_key", "open_ledger", "migrate", "make_engine"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from connector.ledger.credits import CreditAccounts
 from connector.ledger.tables import (
     Enrichment,
     FieldWrite,
@@ -68,15 +68,7 @@ class StateChange:
     next_attempt_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class ClaimResult:
-    """Outcome of claiming a paid lookup: `row` is the cached answer, or `token` says we own the call."""
-
-    row: Enrichment | None
-    token: str | None
-
-
-class Ledger:
+class Ledger(CreditAccounts):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -326,15 +318,18 @@ class Ledger:
             s.add(LeadEvent(lead_id=lead_id, run_id=run_id, at=now, via=via, state=state,
                             reason=reason, detail=detail[:2000]))
 
-    def set_states(self, *, changes: list[StateChange], run_id: int | None, via: str) -> None:
-        """Many leads' new states, with their history events, in one transaction."""
+    def set_states(self, *, changes: list[StateChange], run_id: int | None, via: str,
+                   claim_ttl: timedelta = timedelta(minutes=10)) -> None:
+        """Many leads' new states, with their history events, in one transaction. An in-flight
+        state renews the claim for `claim_ttl` (the run's claim_ttl_seconds), so a lead whose
+        worker dies while writing is retried when that claim expires, like any other claim."""
         if not changes:
             return
         now = utcnow()
         rows = [{
             "v_id": c.lead_id, "v_state": c.state, "v_reason": c.reason, "v_detail": c.detail[:2000],
             "v_retryable": c.retryable, "v_next": c.next_attempt_at, "v_now": now,
-            "v_claim": now + timedelta(minutes=10) if c.state in IN_FLIGHT else None,
+            "v_claim": now + claim_ttl if c.state in IN_FLIGHT else None,
         } for c in changes]
         stmt = (update(Lead).where(col(Lead.id) == bindparam("v_id"))
                 .values(state=bindparam("v_state"), reason=bindparam("v_reason"), detail=bindparam("v_detail"),
@@ -558,74 +553,6 @@ class Ledger:
 
     # ---- enrichment cache and credit claims -------------------------------------------------
 
-    def cached_answer(self, *, endpoint: str, lookup_key: str) -> Enrichment | None:
-        with self.session() as s:
-            return s.exec(
-                select(Enrichment).where(Enrichment.endpoint == endpoint, Enrichment.lookup_key == lookup_key)
-            ).first()
-
-    def claim_lookup(
-        self, *, provider: str, endpoint: str, lookup_key: str, credit_pool: str | None,
-        fresh_after: datetime, ttl: timedelta,
-    ) -> ClaimResult:
-        """Claim the right to make a (paid) lookup. Returns the fresh cached row, or a token when
-        this caller must make the call; (None, None) means another worker is calling: wait."""
-        now = utcnow()
-        token = secrets.token_hex(16)
-        insert = (
-            self._insert(Enrichment)
-            .values(
-                provider=provider, endpoint=endpoint, lookup_key=lookup_key, credit_pool=credit_pool,
-                status="claimed", claim_token=token, claimed_until=now + ttl, detail="",
-                credits_spent=0, calls=0,
-            )
-            .on_conflict_do_nothing(index_elements=["endpoint", "lookup_key"])
-            .returning(Enrichment.id)
-        )
-        with self.session() as s:
-            if s.connection().execute(insert).first() is not None:
-                return ClaimResult(None, token)
-        with self.session() as s:
-            row = s.exec(
-                select(Enrichment).where(Enrichment.endpoint == endpoint, Enrichment.lookup_key == lookup_key)
-            ).one()
-            if row.status in ("matched", "no_match") and row.fetched_at and row.fetched_at >= fresh_after:
-                return ClaimResult(row, None)
-            if row.status == "claimed" and row.claimed_until and row.claimed_until > now:
-                return ClaimResult(None, None)
-            taken = s.connection().execute(
-                update(Enrichment)
-                .where(col(Enrichment.id) == row.id, Enrichment.claim_token == row.claim_token)
-                .values(status="claimed", claim_token=token, claimed_until=now + ttl)
-            ).rowcount == 1
-            return ClaimResult(None, token if taken else None)
-
-    def store_answer(
-        self, *, endpoint: str, lookup_key: str, token: str, status: str, payload: dict[str, Any] | None,
-        detail: str, charge_window: timedelta | None,
-    ) -> int:
-        """Store the answer of a claimed lookup; returns the credits this answer cost (0 inside
-        the vendor's no-recharge window, or for a no-match)."""
-        now = utcnow()
-        with self.session() as s:
-            row = s.exec(
-                select(Enrichment).where(Enrichment.endpoint == endpoint, Enrichment.lookup_key == lookup_key)
-            ).one()
-            credits = 0
-            if status == "matched" and row.credit_pool:
-                recharge = row.first_charged_at is None or (
-                    charge_window is not None and now - row.first_charged_at >= charge_window
-                )
-                if recharge:
-                    credits = 1
-                    row.first_charged_at = now
-            row.status, row.payload, row.detail = status, payload, detail[:2000]
-            row.fetched_at, row.claimed_until, row.claim_token = now, None, ""
-            row.credits_spent += credits
-            row.calls += 1
-            s.add(row)
-            return credits
-
     def claim_lookups(
         self, *, provider: str, endpoint: str, keys: list[str], credit_pool: str | None,
         fresh_after: datetime, ttl: timedelta, token: str,
@@ -671,32 +598,26 @@ class Ledger:
 
     def store_answers(
         self, *, endpoint: str, token: str, answers: dict[str, tuple[str, dict[str, Any] | None, str]],
-        charge_window: timedelta | None,
-    ) -> dict[str, int]:
-        """Store claimed lookups' answers {key: (status, payload, detail)}; returns credits per key
-        (0 for a no-match, or inside the vendor's no-recharge window)."""
+        charges: dict[str, int],
+    ) -> None:
+        """Store claimed lookups' answers {key: (status, payload, detail)} with the credits each
+        cost ({key: credits}; see `charge_records` for who decides)."""
         if not answers:
-            return {}
+            return
         now = utcnow()
-        credits: dict[str, int] = {}
         table = Enrichment.__table__  # type: ignore[attr-defined]
         with self.session() as s:
             conn = s.connection()
-            rows = conn.execute(select(table.c.id, table.c.lookup_key, table.c.credit_pool, table.c.first_charged_at)
+            rows = conn.execute(select(table.c.id, table.c.lookup_key, table.c.first_charged_at)
                                 .where(table.c.endpoint == endpoint, table.c.lookup_key.in_(list(answers)),
                                        table.c.claim_token == token)).all()
             updates = []
             for row in rows:
                 status, payload, detail = answers[row.lookup_key]
-                first_charged = row.first_charged_at
-                charge = 0
-                if status == "matched" and row.credit_pool and (
-                    first_charged is None or (charge_window is not None and now - first_charged >= charge_window)
-                ):
-                    charge, first_charged = 1, now
-                credits[row.lookup_key] = charge
+                charge = charges.get(row.lookup_key, 0)
                 updates.append({"v_id": row.id, "v_status": status, "v_payload": payload, "v_detail": detail[:2000],
-                                "v_now": now, "v_first": first_charged, "v_charge": charge})
+                                "v_now": now, "v_first": now if charge else row.first_charged_at,
+                                "v_charge": charge})
             if updates:
                 conn.execute(
                     update(table).where(table.c.id == bindparam("v_id")).values(
@@ -705,7 +626,6 @@ class Ledger:
                         first_charged_at=bindparam("v_first"), credits_spent=table.c.credits_spent + bindparam("v_charge"),
                         calls=table.c.calls + 1),
                     updates)
-        return credits
 
     def release_lookups(self, *, endpoint: str, token: str, details: dict[str, str]) -> None:
         """Give claims back after failed calls, so another worker (or a retry) may try."""
@@ -735,16 +655,6 @@ class Ledger:
                                                    col(Enrichment.lookup_key).in_(keys))).all()
         return {r.lookup_key: r for r in rows}
 
-    def release_lookup(self, *, endpoint: str, lookup_key: str, token: str, detail: str) -> None:
-        """Give a claim back after a failed call, so another worker (or a retry) may try."""
-        with self.session() as s:
-            s.connection().execute(
-                update(Enrichment)
-                .where(Enrichment.endpoint == endpoint, Enrichment.lookup_key == lookup_key,
-                       Enrichment.claim_token == token)
-                .values(status="failed", claimed_until=None, claim_token="", detail=detail[:2000])
-            )
-
     def credits_spent(self) -> dict[str, int]:
         with self.session() as s:
             rows = s.exec(
@@ -765,13 +675,14 @@ class Ledger:
             rows = s.exec(select(ProviderCircuit)).all()
         return {r.provider: r for r in rows if r.until is None or r.until > now}
 
-    def clear_circuit(self, *, provider: str) -> bool:
+    def clear_circuits(self, *, name: str) -> list[str]:
+        """Clear the circuit `name` and, for a vendor, those of its credit pools ("<name>:..."). Returns the keys cleared."""
         with self.session() as s:
-            row = s.get(ProviderCircuit, provider)
-            if row is None:
-                return False
-            s.delete(row)
-            return True
+            rows = s.exec(select(ProviderCircuit).where(or_(
+                ProviderCircuit.provider == name, col(ProviderCircuit.provider).startswith(f"{name}:")))).all()
+            for row in rows:
+                s.delete(row)
+            return sorted(r.provider for r in rows)
 
     def add_spend(self, *, vendor: str, pool: str, day: str, calls: int = 0, credits: int = 0) -> None:
         stmt = (

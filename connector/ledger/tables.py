@@ -179,7 +179,37 @@ class SpendDay(SQLModel, table=True):
     credits: int = 0
 
 
+class CreditCharge(SQLModel, table=True):
+    """When a vendor last started charging a record in a credit pool. Its no-recharge window counts
+    from here, whichever endpoint of the pool asked (6sense: 30 days per normalised email across
+    people/full, people and company enrichment)."""
+
+    __tablename__ = "credit_charge"
+
+    pool: str = Field(primary_key=True, max_length=80)
+    charge_key: str = Field(primary_key=True, max_length=500)
+    first_charged_at: datetime = _ts(nullable=False)
+    charges: int = 0
+
+
+class CreditBudgetUse(SQLModel, table=True):
+    """Credits reserved and spent per pool and budget period: "night:<date>" (the night's runs),
+    "month:<YYYY-MM>" (every entry point, UTC) and "balance:<date>" (the vendor's balance read
+    before that night). A worker reserves before paid calls and gives back what they did not cost,
+    so every worker and entry point shares one count."""
+
+    __tablename__ = "credit_budget"
+
+    pool: str = Field(primary_key=True, max_length=80)
+    period: str = Field(primary_key=True, max_length=40)
+    cap: int | None = None  # None: unlimited (counted only)
+    used: int = 0
+    updated_at: datetime = _ts(nullable=False)
+
+
 __all__ = [
+    "CreditCharge",
+    "CreditBudgetUse",
     "SyncRun",
     "SourceCursor",
     "Lead",

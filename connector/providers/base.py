@@ -15,8 +15,19 @@ class Provider(Protocol):
     charge_window: timedelta | None  # a re-fetch inside it is not charged again
     cache_ttl: timedelta  # answers younger than this are reused without a call
 
+    max_credits_per_call: int  # the most one call can cost (reserved from budgets before it)
+
     def lookup_key(self, identity: LeadIdentity) -> str | None:
-        """The normalised key this lookup is paid and cached by; None if the lead lacks it."""
+        """The normalised key this lookup is cached and claimed by; None if the lead lacks it."""
+        ...
+
+    def credit_key(self, identity: LeadIdentity) -> str | None:
+        """The key the vendor charges by, shared by every endpoint of the credit pool (its
+        no-recharge window counts per pool and key, whichever endpoint asked)."""
+        ...
+
+    def credits_for(self, payload: dict[str, Any]) -> int:
+        """The credits a charged answer cost."""
         ...
 
     def fetch(self, identity: LeadIdentity, *, deadline: float | None) -> dict[str, Any]:
@@ -25,3 +36,12 @@ class Provider(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ChargedPerAnswer:
+    """The usual credit rule: a charged answer costs one credit."""
+
+    max_credits_per_call: int = 1
+
+    def credits_for(self, payload: dict[str, Any]) -> int:
+        return 1

@@ -27,9 +27,9 @@ Both providers share `providers.contacts_api` (settings_section="contacts_api") 
   shares one answer (one paid page per company per `freshness_days`). Payload `{"contacts": [...],
   "decision_makers": ["Name (Title)", ...], "total", "credits_charged"}`
   (`contacts_people.decision_makers` with `join`, `contacts_people.contacts[seniority=c_suite].full_name`).
-  Credit pool "contacts_api:credits", every fetch charged (charge_window 0). The vendor charges
-  one credit per CONTACT (up to per_page per answer) while the ledger counts one per answer: the
-  payload's `credits_charged` is the vendor's figure.
+  Credit pool "contacts_api:credits", every fetch charged (charge_window 0), one credit per
+  CONTACT returned: the ledger counts the answer's `credits_charged` (the vendor's meta figure; the
+  number of contacts when it is absent), and budgets reserve `per_page` credits before the call.
 
 Errors: every failure carries the `errors` array; each item's `id`, `code` and `details` go into
 the raised error's message (and so into the ledger): "contacts_api: invalid_input (400): ...".
@@ -58,6 +58,7 @@ from connector.errors import (
 from connector.http import RetryPolicy, build_httpx_client, credential_tag, metered_http, retry_after_seconds
 from connector.limiter import LimitSpec
 from connector.models import LeadIdentity
+from connector.providers.base import ChargedPerAnswer
 from connector.providers.sixsense import company_domain
 from connector.registry import register_provider
 from connector.settings import ContactsApiSettings
@@ -133,7 +134,7 @@ def contacts_limit_spec(settings: ContactsApiSettings, token: str, time_scale: f
     )
 
 
-class _ContactsEndpoint:
+class _ContactsEndpoint(ChargedPerAnswer):
     name: ClassVar[str]
     endpoint: ClassVar[str]
     credit_pool: str | None = None
@@ -187,6 +188,14 @@ class ContactsPeople(_ContactsEndpoint):
     name: ClassVar[str] = "contacts_people"
     endpoint = "contacts_api:decision_makers"
     credit_pool: str | None = CREDIT_POOL
+
+    @property
+    def max_credits_per_call(self) -> int:  # type: ignore[override]
+        return min(self.settings.decision_makers_per_company, MAX_PER_PAGE)
+
+    def credits_for(self, payload: dict[str, Any]) -> int:
+        """One credit per contact returned: the vendor's `credits_charged` when it sends one."""
+        return int(payload.get("credits_charged") or len(payload.get("contacts") or []))
 
     def params(self, domain: str) -> list[tuple[str, str]]:
         params = [("tlds", domain), ("is_decision_maker", "true")]

@@ -35,10 +35,10 @@ Registered providers (name -> endpoint, host, credit pool):
 Credits: "sixsense:enrichment" is shared by people/full, company v2/v3 and people enrichment;
 6sense does not charge a record again within 30 days of its first charge, counted from that
 charge, by the record's key (the normalised email; "domain:<d>" for a v3 domain lookup). Every
-provider of the pool therefore uses that key as lookup_key and exposes it as `credit_key()`. The
-ledger keeps `first_charged_at` per (endpoint, lookup_key) row, so a record charged by
-/v2/people/full and then fetched by /v1/enrichment/people within 30 days is free at 6sense but
-counted again by the ledger until the ledger keys charges by (credit_pool, credit_key).
+provider of the pool exposes that key as `credit_key()`, and the ledger counts charges per
+(credit_pool, credit_key) in `credit_charge`: a record charged by /v2/people/full and then fetched
+by /v1/enrichment/people within 30 days is free at 6sense and free in the ledger too. A 402 stops
+the whole pool (every endpoint above that shares it), not Lead Scoring or Company Identification.
 
 Every documented code, on every endpoint (`classify_response`):
 - 400: RejectedRequest (a required field blank): never retried as is.
@@ -106,6 +106,7 @@ from connector.http import (
 )
 from connector.limiter import LimitSpec
 from connector.models import LeadIdentity
+from connector.providers.base import ChargedPerAnswer
 from connector.registry import register_provider
 from connector.settings import SixSenseSettings
 from connector.sources.base import VendorContext
@@ -249,85 +250,10 @@ def lead_form(identity: LeadIdentity, default_country: str) -> dict[str, str]:
     return {k: v.strip() for k, v in form.items() if v and v.strip()}
 
 
-class SixSensePeopleFull:
-    name: ClassVar[str] = "sixsense"
-    endpoint = "sixsense:people_full"
-    credit_pool: str | None = "sixsense:enrichment"
-
-    def __init__(self, settings: SixSenseSettings, context: VendorContext) -> None:
-        if settings.api_token is None or not settings.api_token.get_secret_value().strip():
-            raise ConfigError(
-                "providers.sixsense.api_token is not set",
-                fix="set it in the settings file or as CONNECTOR_PROVIDERS__SIXSENSE__API_TOKEN",
-            )
-        self.settings = settings
-        scale = context.settings.time_scale
-        self.charge_window = CHARGE_WINDOW / scale
-        self.cache_ttl = timedelta(days=settings.cache_days) / scale
-        self.time_scale = scale
-        token = settings.api_token.get_secret_value()
-        client = build_httpx_client(
-            settings.http,
-            base_url=settings.scribe_url,
-            headers={"Authorization": f"Token {token}"},
-            max_connections=settings.max_in_flight,
-        )
-        spec = sixsense_limit_spec(settings, token, scale)
-        self.http = metered_http(
-            context, client=client, spec=spec, classify=self.classify,
-            policy=RetryPolicy(transient_attempts=settings.retries_on_server_error + 1),
-        )
-
-    def lookup_key(self, identity: LeadIdentity) -> str | None:
-        email = normalise_email(identity.email)
-        return email or None
-
-    def credit_key(self, identity: LeadIdentity) -> str | None:
-        """The key 6sense charges by: the normalised email, shared by the whole Enrichment pool."""
-        return self.lookup_key(identity)
-
-    def classify(self, response: httpx.Response) -> ConnectorError | None:
-        return classify_response(response, package="Lead Scoring and Firmographics", time_scale=self.time_scale)
-
-    def request_form(self, identity: LeadIdentity) -> dict[str, str]:
-        return lead_form(identity, self.settings.default_country)
-
-    def fetch(self, identity: LeadIdentity, *, deadline: float | None) -> dict[str, Any]:
-        response = self.http.request("POST", "/v2/people/full", data=self.request_form(identity), deadline=deadline)
-        if response.status_code == 204:
-            raise NoMatch("6sense: no content (204)")
-        payload = response.json()
-        if not isinstance(payload, dict) or is_blank_answer(payload):
-            raise NoMatch("6sense answered with blank fields")
-        return payload
-
-    def probe(self, identity: LeadIdentity, *, deadline: float | None) -> bool:
-        """For the dry run's forecast: does 6sense know this lead? Asked of Lead Scoring
-        (/v2/people/score), which costs no credit, on the same token and limiter; a lead it
-        scores is taken as a paid match of /v2/people/full, one it does not know as a free no-match."""
-        try:
-            response = self.http.request("POST", "/v2/people/score", data=self.request_form(identity),
-                                         deadline=deadline)
-        except NoMatch:
-            return False
-        if response.status_code == 204:
-            return False
-        payload = response.json()
-        return isinstance(payload, dict) and bool(payload.get("scores"))
-
-    def close(self) -> None:
-        self.http.close()
-
-
-@register_provider("sixsense")
-def create_sixsense_provider(context: VendorContext) -> SixSensePeopleFull:
-    return SixSensePeopleFull(context.settings.providers.sixsense, context)
-
-
 # --- the other 6sense endpoints ---------------------------------------------------------------
 
 
-class _SixSenseEndpoint:
+class _SixSenseEndpoint(ChargedPerAnswer):
     """What every 6sense endpoint shares: the token, the host's client and the token's one limit."""
 
     name: ClassVar[str]
@@ -377,6 +303,45 @@ class _SixSenseEndpoint:
 
     def close(self) -> None:
         self.http.close()
+
+
+class SixSensePeopleFull(_SixSenseEndpoint):
+    name: ClassVar[str] = "sixsense"
+    endpoint = "sixsense:people_full"
+    host_setting = "scribe_url"
+    package = "Lead Scoring and Firmographics"
+
+    def lookup_key(self, identity: LeadIdentity) -> str | None:
+        email = normalise_email(identity.email)
+        return email or None
+
+    def fetch(self, identity: LeadIdentity, *, deadline: float | None) -> dict[str, Any]:
+        response = self.http.request("POST", "/v2/people/full", data=self.lead_form(identity), deadline=deadline)
+        if response.status_code == 204:
+            raise NoMatch("6sense: no content (204)")
+        payload = response.json()
+        if not isinstance(payload, dict) or is_blank_answer(payload):
+            raise NoMatch("6sense answered with blank fields")
+        return payload
+
+    def probe(self, identity: LeadIdentity, *, deadline: float | None) -> bool:
+        """For the dry run's forecast: does 6sense know this lead? Asked of Lead Scoring
+        (/v2/people/score), which costs no credit, on the same token and limiter; a lead it
+        scores is taken as a paid match of /v2/people/full, one it does not know as a free no-match."""
+        try:
+            response = self.http.request("POST", "/v2/people/score", data=self.lead_form(identity),
+                                         deadline=deadline)
+        except NoMatch:
+            return False
+        if response.status_code == 204:
+            return False
+        payload = response.json()
+        return isinstance(payload, dict) and bool(payload.get("scores"))
+
+
+@register_provider("sixsense")
+def create_sixsense_provider(context: VendorContext) -> SixSensePeopleFull:
+    return SixSensePeopleFull(context.settings.providers.sixsense, context)
 
 
 class SixSenseLeadScore(_SixSenseEndpoint):

@@ -44,8 +44,9 @@ Errors (the doc lists codes, no bodies; the API Gateway shape `{"message": ...}`
 Credits: every successful answer costs one, the same question again included, so nothing is
 asked twice inside `freshness_days` (cache_ttl) and every fetch is charged (charge_window 0: the
 ledger counts a re-fetch after the freshness period as a new charge). Pool "slintel:credits".
-`remaining_credits(settings)` reads GET /v2.0/api-credits for a pre-night check (one call of the
-day; the doc's sample has a trailing comma, tolerated).
+`remaining_credits()` reads GET /v2.0/api-credits (one call of the day; the doc's sample has a
+trailing comma, tolerated): before each night the balance caps what the night may spend, and a
+balance of zero means no Slintel call that night (connector/budgets.py).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ from connector.http import (
 )
 from connector.limiter import Limiter, LimitSpec, vendor_day
 from connector.models import LeadIdentity
+from connector.providers.base import ChargedPerAnswer
 from connector.providers.sixsense import company_domain, normalise_linkedin_url, valid_email
 from connector.registry import register_provider
 from connector.settings import Settings, SlintelSettings
@@ -221,7 +223,10 @@ def normalise_answer(data: dict[str, Any]) -> dict[str, Any]:
 # --- providers -------------------------------------------------------------------------------
 
 
-class _SlintelEndpoint:
+API_CREDITS_PATH = "/v2.0/api-credits"
+
+
+class _SlintelEndpoint(ChargedPerAnswer):
     name: ClassVar[str]
     endpoint: ClassVar[str]
     credit_pool: str | None = CREDIT_POOL
@@ -246,6 +251,11 @@ class _SlintelEndpoint:
 
     def credit_key(self, identity: LeadIdentity) -> str | None:
         return self.lookup_key(identity)
+
+    def remaining_credits(self, *, deadline: float | None) -> int:
+        """Credits still available on the account (GET /v2.0/api-credits, through the shared
+        limiter: it counts toward the day's 10,000). Read before each night (connector/budgets.py)."""
+        return parse_api_credits(self.http.request("GET", API_CREDITS_PATH, deadline=deadline).text)["available_credits"]
 
     def lookup_key(self, identity: LeadIdentity) -> str | None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -366,9 +376,13 @@ def api_credits(settings: Settings, *, limiter: Limiter | None = None, deadline:
                        classify=lambda r: classify_response(r, spec=spec, time_scale=settings.time_scale),
                        time_scale=settings.time_scale)
     try:
-        body = parse_json(http.request("GET", "/v2.0/api-credits", deadline=deadline).text)
+        return parse_api_credits(http.request("GET", API_CREDITS_PATH, deadline=deadline).text)
     finally:
         http.close()
+
+
+def parse_api_credits(text: str) -> dict[str, int]:
+    body = parse_json(text)
     try:
         return {"available_credits": int(body["available_credits"]), "consumed_credits": int(body["consumed_credits"])}
     except (KeyError, TypeError, ValueError):

@@ -106,9 +106,8 @@ ADAPTERS: dict[str, Adapter] = {
         "contacts_api", "/v1/contacts/search", LeadIdentity(email="ann@acme-robotics.com"), UNKNOWN,
         lambda p: len(p["contacts"]) == 3 and all(c["is_decision_maker"] for c in p["contacts"])
         and p["credits_charged"] == 3,
-        # The vendor charges per contact (3), the ledger per answer (1): see the module docstring
-        # of connector/providers/contacts_api.py.
-        lambda box: box["contacts_api"].credits_spent, 3, 3, ledger_cost=1, pool="contacts_api:credits"),
+        # The vendor charges per contact (3), and so does the ledger (the answer's credits_charged).
+        lambda box: box["contacts_api"].credits_spent, 3, 3, pool="contacts_api:credits"),
 }
 PROVIDER_NAMES = sorted(ADAPTERS)
 

@@ -1,0 +1,88 @@
+"""Credit budgets: the periods a paid call counts against, and the balance read before a night.
+
+Three kinds of period per credit pool, all counted in the ledger's `credit_budget` table so every
+worker, the webhook and the admin commands share one count:
+
+- "month:<YYYY-MM>" (UTC): every paid call, whatever started it; capped by
+  `providers.<vendor>.budgets.<pool>.per_month`.
+- "night:<YYYY-MM-DD>": the paid calls of that night's runs; capped by `...per_night`.
+- "balance:<YYYY-MM-DD>": for a vendor with a balance endpoint (Slintel's api-credits), the
+  credits it reported before the night. Only the night's calls count against it: a webhook call
+  in the night is not, and if it spends the last credits the vendor's own "no credits" answer
+  stops the provider.
+
+A worker reserves a call's most expensive cost before it (`max_credits_per_call`) and gives back
+what the answer did not cost (no match, a re-ask inside the no-recharge window, a failure).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from connector.errors import ConnectorError, QuotaExhausted
+from connector.ledger import BudgetPeriod, Ledger
+from connector.providers.base import Provider
+from connector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The budgets of one run's paid calls. `night`: the night's date for a nightly run."""
+
+    settings: Settings
+    night: str | None = None
+
+    def periods(self, provider: Provider) -> list[BudgetPeriod]:
+        pool = provider.credit_pool
+        if pool is None:
+            return []
+        section, _, short = pool.partition(":")
+        budget = getattr(getattr(self.settings.providers, section, None), "budgets", {}).get(short)
+        setting = f"providers.{section}.budgets.{short}"
+        now = datetime.now(UTC)
+        periods = [BudgetPeriod(f"month:{now:%Y-%m}", budget.per_month if budget else None, f"{setting}.per_month")]
+        if self.night is not None:
+            periods.append(BudgetPeriod(f"night:{self.night}", budget.per_night if budget else None,
+                                        f"{setting}.per_night"))
+            if callable(getattr(provider, "remaining_credits", None)):
+                periods.append(BudgetPeriod(f"balance:{self.night}", None,
+                                            f"the {section} credit balance read before the night"))
+        return periods
+
+
+def budget_refusal(pool: str, period: BudgetPeriod) -> QuotaExhausted:
+    kind = period.period.split(":", 1)[0]
+    return QuotaExhausted(
+        f"{pool}: the {kind} budget is spent ({period.setting}); the lead waits for the next "
+        f"{'month' if kind == 'month' else 'night'} or `connector resync --deferred --reason credits_exhausted`",
+        reason="credits_exhausted",
+    )
+
+
+def read_balances_before_night(ledger: Ledger, providers: dict[str, Provider], *, night: str,
+                               window_end: datetime, deadline: float | None) -> dict[str, int]:
+    """Read each pool's balance once before the night (first reader wins, so every worker and a
+    second source share one figure). A pool at zero gets a circuit until the window ends: no call
+    is made for it tonight. A balance that cannot be read leaves the night to the vendor's own
+    answers. Returns {pool: balance in force}."""
+    balances: dict[str, int] = {}
+    now = datetime.now(UTC)
+    for name, provider in providers.items():
+        pool = provider.credit_pool
+        read = getattr(provider, "remaining_credits", None)
+        if pool is None or pool in balances or not callable(read):
+            continue
+        try:
+            available = int(read(deadline=deadline))
+        except ConnectorError as exc:
+            log.warning("%s: could not read the credit balance before the night (%s)", name, exc.message)
+            continue
+        balances[pool] = ledger.set_budget_cap(pool=pool, period=f"balance:{night}", cap=max(available, 0), now=now)
+        if balances[pool] <= 0:
+            ledger.open_circuit(provider=pool, reason="credits_exhausted",
+                                detail=f"{name} reported no credits available before the night", until=window_end)
+    return balances
