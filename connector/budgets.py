@@ -37,9 +37,11 @@ class Budgets:
     night: str | None = None
 
     def periods(self, provider: Provider) -> list[BudgetPeriod]:
-        pool = provider.credit_pool
-        if pool is None:
+        if provider.credit_pool is None:
             return []
+        return self.pool_periods(provider.credit_pool, reads_balance=callable(getattr(provider, "remaining_credits", None)))
+
+    def pool_periods(self, pool: str, *, reads_balance: bool) -> list[BudgetPeriod]:
         section, _, short = pool.partition(":")
         budget = getattr(getattr(self.settings.providers, section, None), "budgets", {}).get(short)
         setting = f"providers.{section}.budgets.{short}"
@@ -48,7 +50,7 @@ class Budgets:
         if self.night is not None:
             periods.append(BudgetPeriod(f"night:{self.night}", budget.per_night if budget else None,
                                         f"{setting}.per_night"))
-            if callable(getattr(provider, "remaining_credits", None)):
+            if reads_balance:
                 periods.append(BudgetPeriod(f"balance:{self.night}", None,
                                             f"the {section} credit balance read before the night"))
         return periods
@@ -63,26 +65,52 @@ def budget_refusal(pool: str, period: BudgetPeriod) -> QuotaExhausted:
     )
 
 
-def read_balances_before_night(ledger: Ledger, providers: dict[str, Provider], *, night: str,
-                               window_end: datetime, deadline: float | None) -> dict[str, int]:
-    """Read each pool's balance once before the night (first reader wins, so every worker and a
-    second source share one figure). A pool at zero gets a circuit until the window ends: no call
-    is made for it tonight. A balance that cannot be read leaves the night to the vendor's own
-    answers. Returns {pool: balance in force}."""
+def read_balances(providers: dict[str, Provider], *, deadline: float | None) -> dict[str, int]:
+    """Each credit pool's balance, for the vendors that report one (a free call). A balance that
+    cannot be read is left out: the vendor's own answers will tell."""
     balances: dict[str, int] = {}
-    now = datetime.now(UTC)
     for name, provider in providers.items():
         pool = provider.credit_pool
         read = getattr(provider, "remaining_credits", None)
         if pool is None or pool in balances or not callable(read):
             continue
         try:
-            available = int(read(deadline=deadline))
+            balances[pool] = max(int(read(deadline=deadline)), 0)
         except ConnectorError as exc:
-            log.warning("%s: could not read the credit balance before the night (%s)", name, exc.message)
-            continue
-        balances[pool] = ledger.set_budget_cap(pool=pool, period=f"balance:{night}", cap=max(available, 0), now=now)
+            log.warning("%s: could not read the credit balance (%s)", name, exc.message)
+    return balances
+
+
+def read_balances_before_night(ledger: Ledger, providers: dict[str, Provider], *, night: str,
+                               window_end: datetime, deadline: float | None) -> dict[str, int]:
+    """Read each pool's balance once before the night (first reader wins, so every worker and a
+    second source share one figure). A pool at zero gets a circuit until the window ends: no call
+    is made for it tonight. Returns {pool: balance in force}."""
+    now = datetime.now(UTC)
+    balances = {}
+    for pool, available in read_balances(providers, deadline=deadline).items():
+        balances[pool] = ledger.set_budget_cap(pool=pool, period=f"balance:{night}", cap=available, now=now)
         if balances[pool] <= 0:
             ledger.open_circuit(provider=pool, reason="credits_exhausted",
-                                detail=f"{name} reported no credits available before the night", until=window_end)
+                                detail=f"{pool} reported no credits available before the night", until=window_end)
     return balances
+
+
+def headroom(ledger: Ledger, pool: str, periods: list[BudgetPeriod],
+             balance: int | None = None) -> tuple[int | None, str]:
+    """Credits the pool may still spend under its budgets (None: unlimited) and what limits it.
+    `balance`: a balance just read from the vendor, for a night whose balance row is not written yet."""
+    rows = {row.period: row for row in ledger.budget_use(pool=pool)}
+    left: int | None = None
+    limit = "no budget"
+    for period in periods:
+        row = rows.get(period.period)
+        cap = period.cap if period.cap is not None else (row.cap if row else None)
+        if cap is None and period.period.startswith("balance:"):
+            cap = balance
+        if cap is None:
+            continue
+        remaining = max(cap - (row.used if row else 0), 0)
+        if left is None or remaining < left:
+            left, limit = remaining, period.setting
+    return left, limit

@@ -367,9 +367,10 @@ def plan(config: ConfigOption = None) -> None:
             services = open_services(settings)
             window = current_window(settings, scheduled=True)
             left = (window.end - datetime.now(timezone.utc)).total_seconds()
+            night = _planned_night(settings, window)
             for source in enabled_sources(settings):
                 run = _dry_run(settings, services, source, None)
-                f = forecast(settings, source, run)
+                f = forecast(settings, source, run, night=night)
                 table = Table(title=f"{source}: {f.leads} lead(s) to process", title_justify="left")
                 for column in ("vendor", "calls", "time at its limit"):
                     table.add_column(column)
@@ -383,8 +384,36 @@ def plan(config: ConfigOption = None) -> None:
                     fits = int(f.leads * max(left, 0) / f.total_seconds)
                     console.print(f"[bold yellow]will not fit:[/] about {f.leads - fits} lead(s), the newest; "
                                   "they are deferred (window_end) and go first next night")
+                _print_credit_plan(f, night)
     except ConnectorError as exc:
         raise _fail(exc) from None
+
+
+def _planned_night(settings: Settings, window: Any) -> str:
+    """The night a plan is for: tonight's when inside the window, else the next one."""
+    from datetime import datetime, timedelta, timezone  # noqa: PLC0415
+
+    if window.kind == "night":
+        return f"{window.start:%Y-%m-%d}"
+    now = datetime.now(timezone.utc)
+    start = datetime.combine(now.date(), settings.window.start, tzinfo=timezone.utc)
+    return f"{start if start > now else start + timedelta(days=1):%Y-%m-%d}"
+
+
+def _print_credit_plan(f: Any, night: str) -> None:
+    if not f.credits:
+        return
+    table = Table(title=f"credits for the night of {night}", title_justify="left")
+    for column in ("pool", "needed", "may spend", "limited by"):
+        table.add_column(column)
+    for pool, need in sorted(f.credits.items()):
+        left, limit = f.credits_left.get(pool, (None, "no budget"))
+        table.add_row(pool, str(need), "unlimited" if left is None else str(left), limit)
+    console.print(table)
+    for pool, short in sorted(f.credits_short().items()):
+        console.print(f"[bold yellow]will not fit:[/] {pool} needs {short} credit(s) more than it may spend; the "
+                      "leads it cannot pay for wait as credits_exhausted (the oldest go first) for the next night "
+                      "or `connector resync --deferred --reason credits_exhausted`")
 
 
 ledger_app = typer.Typer(help="What the ledger knows: runs, leads per state and reason, spend per vendor and day.",

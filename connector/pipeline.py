@@ -18,7 +18,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from connector.budgets import Budgets, read_balances_before_night
+from connector.budgets import Budgets, read_balances, read_balances_before_night
 from connector.decisions import BadValue, Decision, canonical, decide, protected_reason
 from connector.enrichment import Enricher, NeedsCredits
 from connector.errors import (
@@ -258,6 +258,7 @@ class SourceRun:
         self.responses: dict[str, dict[str, Any]] = {}
         self.preview: list[LeadPreview] = []
         self.forecast_calls: set[tuple[str, str]] = set()
+        self.balances: dict[str, int] = {}  # dry run: the vendors' credit balances, read now
         self.rt, self.run_id, self.window, self.via = rt, run.id, window, via
         self.source_name = rt.source.name
         self.enricher = Enricher(ledger=rt.ledger, providers=rt.providers,
@@ -789,6 +790,8 @@ def run_once(
     rt = build_runtime(settings, ledger, limiter, source_name, context=context)
     try:
         source_run = SourceRun(rt, run=run, window=window, via=via, mode=mode)
+        if mode == "dry_run":
+            source_run.balances = read_balances(rt.providers, deadline=window.deadline)
         with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="enrich") as pool:
             source_run.pool = pool
             if leads is not None:

@@ -218,3 +218,26 @@ def test_migration_0002_carries_the_charges_already_made_into_the_pool_ledger(le
                                    since=datetime(2026, 11, 1, tzinfo=UTC))
     assert charged == {"judy@6sense.com"}
     ledger.engine.dispose()
+
+
+def test_the_plan_sets_the_credits_needed_against_every_budget_and_balance(
+        make_sandbox, write_config, ledger_url, tmp_path):
+    box = make_sandbox(vendors=["salesforce", "sixsense", "slintel"], extra={"slintel": {"credits": 1}})
+    open_ledger(ledger_url, auto_migrate=True).engine.dispose()
+    config = write_config(box, ledger_url, mappings_dir=str(_slintel_first_mapping(tmp_path / "mappings")),
+                          providers={"sixsense": _budget("enrichment", per_night=3, per_month=50)})
+
+    plan = connector("plan", "--config", str(config), cwd=tmp_path)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    out = " ".join(plan.stdout.split())
+    assert "credits for the night of" in out
+    six = next(line for line in plan.stdout.splitlines() if "sixsense:enrichment" in line and "│" in line)
+    cells = [c.strip() for c in six.split("│") if c.strip()]
+    needed = int(cells[1])
+    assert cells[2] == "3" and "per_night" in cells[3]
+    assert needed > 3 and "sixsense:enrichment needs" in out and "will not fit" in out
+    slintel = next(line for line in plan.stdout.splitlines() if "slintel:credits" in line and "│" in line)
+    assert [c.strip() for c in slintel.split("│") if c.strip()][2] == "1"  # the balance read just now
+    # nothing was spent: no paid call reached either vendor
+    assert box["sixsense"].credits_spent["enrichment"] == 0 and box["slintel"].credits_spent == 0
+    assert [e.path for e in box["slintel"].log.entries()] == ["/v2.0/api-credits"]
