@@ -2,7 +2,8 @@
 
 Exit codes, for schedulers:
   0  the run finished; every lead is done or skipped with its reason
-  2  configuration or mapping error: nothing was enriched or written; fix and re-run
+  2  configuration, mapping or input error (a malformed record id, a bad date): nothing was
+     enriched or written; fix and re-run
   3  the run finished but some leads are deferred or failed; they are retried next night
      (`connector explain LEAD` says why)
   1  an unexpected error (a bug): the ledger keeps every lead's state
@@ -24,7 +25,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from connector.errors import ConfigError, ConnectorError, MappingError
+from connector.errors import ConfigError, ConnectorError, InputError, MappingError
 from connector.ledger import Ledger, open_ledger
 from connector.ledger import migrate as migrate_ledger
 from connector.pipeline import RunReport, current_window, enabled_sources, run_source
@@ -70,8 +71,9 @@ def _vendors(config: Path | None) -> Iterator[Settings]:
 
 
 def _fail(exc: ConnectorError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {redact(str(exc))}", highlight=False)
-    return typer.Exit(EXIT_CONFIG if isinstance(exc, (ConfigError, MappingError)) else EXIT_BUG)
+    # escape(): the message may hold what a person typed (a record id with "[" in it is no markup).
+    err_console.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", highlight=False)
+    return typer.Exit(EXIT_CONFIG if isinstance(exc, (ConfigError, MappingError, InputError)) else EXIT_BUG)
 
 
 def _print_report(report: RunReport) -> None:

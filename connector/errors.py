@@ -3,6 +3,8 @@
     ConnectorError
     ├── ConfigError          bad settings, bad credentials (401/403): fix the configuration; stop
     ├── MappingError         a mapping file is wrong: fix the file; stop before any vendor call
+    ├── InputError           what a command was given is wrong: fix the input; nothing is sent
+    │   └── InvalidRecordId  a record id that is not of its CRM's form (typed, or sent by the CRM)
     ├── TransientError       worth retrying with backoff (timeouts, 5xx, dropped connections)
     │   └── RateLimited      the vendor said "slow down" (429, 606, ...): pause, then retry
     ├── QuotaExhausted       a daily quota or credit pool is spent: park the leads until it resets
@@ -44,6 +46,32 @@ class ConfigError(ConnectorError):
 
 class MappingError(ConnectorError):
     reason = "mapping_error"
+
+
+class InputError(ConnectorError):
+    reason = "bad_input"
+
+
+class InvalidRecordId(InputError):
+    """A record id its CRM cannot have. Checked before the id reaches the CRM, whose own answer
+    (a 400 about the query) would read like a mapping problem."""
+
+    reason = "invalid_record_id"
+
+    def __init__(self, record_id: str, *, source: str, expected: str, returned: bool = False) -> None:
+        """`returned`: the CRM itself answered with the id (so the input to fix is the settings)."""
+        shown = record_id if len(record_id) <= 60 else record_id[:60] + "..."
+        if returned:
+            message = f"{source} answered with record id {shown!r}, which is not a {source} record id ({expected})"
+            fix = (f"check that sources.{source}'s URL points at the {source} API itself, not at a proxy or "
+                   "another service that rewrites its answers")
+        else:
+            message = f"{source}: record id {shown!r} is not a {source} record id ({expected})"
+            fix = (f"give the record's id exactly as {source} shows it, or, for a lead the connector has "
+                   "already polled, its email address")
+        super().__init__(message, fix=fix)
+        self.record_id = record_id
+        self.source = source
 
 
 class TransientError(ConnectorError):
@@ -92,15 +120,17 @@ class RejectedRequest(LeadError):
 
 
 __all__ = [
-    "ConnectorError",
     "ConfigError",
-    "MappingError",
-    "TransientError",
-    "RateLimited",
-    "QuotaExhausted",
-    "WindowClosed",
-    "LeadError",
+    "ConnectorError",
+    "InputError",
     "InvalidEmail",
+    "InvalidRecordId",
+    "LeadError",
+    "MappingError",
     "NoMatch",
+    "QuotaExhausted",
+    "RateLimited",
     "RejectedRequest",
+    "TransientError",
+    "WindowClosed",
 ]

@@ -28,6 +28,7 @@ wrote), `fill_blank` (only into an empty field), `overwrite` (whenever different
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -154,9 +155,10 @@ class FieldRule:
         chain = ",".join(t.name for t in self.transforms)
         return " | ".join(p.text for p in self.paths) + (f" -> {chain}" if chain else "")
 
-    def pick(self, payloads: dict[str, Any]) -> Candidate | None:
-        """The first path, in precedence order, whose transformed value is not empty; else the
-        first value a transform refused (with its error), else None."""
+    def pick(self, payloads: dict[str, Any], accept: Callable[[Any], str | None] | None = None) -> Candidate | None:
+        """The first path, in precedence order, whose transformed value is not empty (and that
+        `accept`, the CRM field's check, does not refuse); else the first value refused (with its
+        error), else None. A refused value lets the next path, or provider, be tried."""
         failed: Candidate | None = None
         for path in self.paths:
             if path.provider not in payloads or payloads[path.provider] is None:
@@ -167,8 +169,13 @@ class FieldRule:
             except TransformFailed as exc:
                 failed = failed or Candidate(raw, path.provider, path.text, error=str(exc))
                 continue
-            if not is_empty(value):
-                return Candidate(value, path.provider, path.text)
+            if is_empty(value):
+                continue
+            problem = accept(value) if accept is not None else None
+            if problem:
+                failed = failed or Candidate(value, path.provider, path.text, error=problem)
+                continue
+            return Candidate(value, path.provider, path.text)
         return failed
 
 

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 
 @dataclass(frozen=True)
 class CrmField:
-    """One writable (or not) field of a CRM object, as the CRM describes it."""
+    """One writable (or not) field of a CRM object, as the CRM describes it.
+
+    The limits are the ones the CRM enforces on a write (it refuses the whole record otherwise),
+    so the connector refuses a value that breaks one for that field alone (bad_value)."""
 
     name: str
     type: str  # string, textarea, picklist, email, url, phone, int, double, currency, percent, boolean, ...
     length: int | None = None
     updateable: bool = True
     picklist_values: tuple[str, ...] = ()
+    restricted_picklist: bool = False  # the CRM refuses a value outside picklist_values
+    min_value: Decimal | None = None  # numbers: the range the CRM accepts (None: unbounded)
+    max_value: Decimal | None = None
+    scale: int | None = None  # decimals the CRM keeps (it rounds the rest); None: as given
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from connector.budgets import Budgets, read_balances, read_balances_before_night
-from connector.decisions import BadValue, Decision, canonical, decide, protected_reason
+from connector.decisions import BadValue, Decision, accepts, canonical, decide, protected_reason
 from connector.enrichment import Enricher, NeedsCredits
 from connector.errors import (
     ConfigError,
@@ -491,7 +491,7 @@ class SourceRun:
         provider in the field's precedence not asked yet (after a failure or a no-match)."""
         rule = self.rt.mapping.fields[target]
         payloads = {p: o.payload for p, o in work.outcomes.items() if isinstance(o, ProviderAnswer)}
-        picked = rule.pick(payloads)
+        picked = rule.pick(payloads, accept=accepts(self.rt.crm_fields[target]))
         if picked is not None and not picked.error:  # a refused value: a fallback provider may do better
             return None
         return next((p for p in rule.providers if p not in work.outcomes and p in self.rt.providers), None)
@@ -583,7 +583,7 @@ class SourceRun:
             rule = rt.mapping.fields[target]
             past = work.history.fields.get(target)
             work.decisions.append(decide(
-                field=rt.crm_fields[target], policy=rule.policy, candidate=rule.pick(payloads),
+                field=rt.crm_fields[target], policy=rule.policy, candidate=rule.pick(payloads, accept=accepts(rt.crm_fields[target])),
                 current=work.crm.values.get(target), last_written=past.last_written if past else None,
                 rule=rule.rule_text,
             ))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from connector.decisions import canonical, decide
+from connector.decisions import accepts, canonical, decide
 from connector.errors import MappingError
-from connector.mapping import Candidate, load_mapping, parse_path
+from connector.mapping import Candidate, FieldRule, load_mapping, parse_path
 from connector.models import CrmField
+from connector.redaction import register_secrets
+from connector.sandbox.salesforce import FIELDS_BY_LOWER, coerce_value
 from connector.sandbox.seed import SIXSENSE_SAMPLE_COMPANY, SIXSENSE_SAMPLE_SEGMENTS
 from connector.settings import bundled_path
 
@@ -136,3 +139,82 @@ def test_the_overwrite_policies():
     bad = decide(field=INT, policy="overwrite", candidate=Candidate("lots", "s", "p"), current=None,
                  last_written=None, rule="p")
     assert (bad.write, bad.reason) == (False, "bad_value")
+
+
+# ---- values the CRM would refuse: bad_value for the field alone ----------------------------------
+
+EMPLOYEES = CrmField("NumberOfEmployees", "int", min_value=Decimal(-99_999_999), max_value=Decimal(99_999_999),
+                     scale=0)
+SCORE = CrmField("SixSense_Intent_Score__c", "double", min_value=-Decimal("9999999999999999.99"),
+                 max_value=Decimal("9999999999999999.99"), scale=2)
+FIT = CrmField("SixSense_Profile_Fit__c", "picklist", 255, picklist_values=("Strong", "Moderate", "Weak"),
+               restricted_picklist=True)
+OPEN_PICKLIST = CrmField("Industry", "picklist", 255, picklist_values=("Banking", "Retail"))
+TAGS = CrmField("Tags__c", "multipicklist", 4099, picklist_values=("a", "b", "c"), restricted_picklist=True)
+
+
+def _decide(field: CrmField, value: object, current: object = None) -> object:
+    return decide(field=field, policy="overwrite", candidate=Candidate(value, "sixsense", "sixsense.x"),
+                  current=current, last_written=None, rule="sixsense.x")
+
+
+@pytest.mark.parametrize("field, value, words", [
+    (EMPLOYEES, 100_000_000, ["NumberOfEmployees", "100000000", "outside", "-99,999,999 to 99,999,999"]),
+    (EMPLOYEES, "-3,000,000,000", ["NumberOfEmployees", "-3000000000", "-99,999,999 to 99,999,999"]),
+    (SCORE, 1e16, ["SixSense_Intent_Score__c", "1e+16", "9,999,999,999,999,999.99"]),
+    (FIT, "Excellent", ["SixSense_Profile_Fit__c", "'Excellent'", "restricted picklist", "Strong, Moderate, Weak",
+                        "map_values"]),
+    (FIT, "strong", ["did you mean 'Strong'?"]),
+    (TAGS, "a;zz;b", ["Tags__c", "'zz'", "a, b, c"]),
+])
+def test_a_value_outside_the_fields_range_or_picklist_is_a_bad_value_naming_what_is_allowed(field, value, words):
+    d = _decide(field, value)
+    assert (d.write, d.reason, d.provider) == (False, "bad_value", "sixsense")
+    for word in words:
+        assert word in d.detail, (word, d.detail)
+
+
+@pytest.mark.parametrize("field, value, stored", [
+    (EMPLOYEES, 99_999_999, 99_999_999), (EMPLOYEES, "-99,999,999", -99_999_999),
+    (SCORE, "9999999999999998", 9999999999999998.0), (FIT, "Weak", "Weak"),
+    (OPEN_PICKLIST, "Robotics", "Robotics"),  # an unrestricted picklist takes any value
+    (TAGS, "a;c", "a;c"),
+])
+def test_a_value_at_the_edge_of_what_the_field_allows_is_written(field, value, stored):
+    d = _decide(field, value)
+    assert (d.write, d.reason, d.new_value) == (True, "fill_blank", stored)
+
+
+def test_decimals_are_rounded_half_up_to_the_scale_as_the_crm_stores_them_so_the_next_night_is_unchanged():
+    salesforce_field = FIELDS_BY_LOWER["sixsense_intent_score__c"]
+    for value in (87.455, 0.125, -2.675, 1234.5):
+        d = _decide(SCORE, value)
+        stored, error = coerce_value(salesforce_field, d.new_value)  # the emulator, as Salesforce, rounds to 2
+        assert error is None and stored == d.new_value, (value, stored, d.new_value)
+        assert _decide(SCORE, value, current=stored).reason == "unchanged"
+    assert _decide(SCORE, 87.455).new_value == 87.46
+
+
+def test_a_bad_value_reason_never_echoes_a_secret():
+    register_secrets(["sk-live-4f9a8b7c6d5e"])
+    d = _decide(FIT, "token sk-live-4f9a8b7c6d5e")
+    assert d.reason == "bad_value" and "sk-live-4f9a8b7c6d5e" not in d.detail and "[REDACTED]" in d.detail
+
+
+def test_a_value_the_field_refuses_falls_through_to_the_next_provider_in_the_fields_precedence():
+    rule = FieldRule("SixSense_Profile_Fit__c", (parse_path("sixsense.fit"), parse_path("slintel.fit")), (),
+                     "overwrite")
+    check = accepts(FIT)
+    both = {"sixsense": {"fit": "Excellent"}, "slintel": {"fit": "Strong"}}
+    assert rule.pick(both, accept=check) == Candidate("Strong", "slintel", "slintel.fit")
+    # Without the field's check, precedence alone picks the first (the CRM would refuse the record).
+    assert rule.pick(both).value == "Excellent"
+    # Only refused values: the first refusal, with its reason, which decide() records as bad_value.
+    refused = rule.pick({"sixsense": {"fit": "Excellent"}}, accept=check)
+    assert refused is not None and refused.provider == "sixsense" and "restricted picklist" in refused.error
+    d = decide(field=FIT, policy="overwrite", candidate=refused, current=None, last_written=None, rule="r")
+    assert (d.reason, d.detail) == ("bad_value", refused.error)
+    # A value of the wrong type falls through the same way.
+    rule_int = FieldRule("NumberOfEmployees", (parse_path("sixsense.n"), parse_path("slintel.n")), (), "ours_only")
+    picked = rule_int.pick({"sixsense": {"n": 10**12}, "slintel": {"n": "1,192"}}, accept=accepts(EMPLOYEES))
+    assert picked == Candidate("1,192", "slintel", "slintel.n")

@@ -5,12 +5,13 @@ expected outcome is too; only field names and how each CRM stores values differ.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+import connector.sandbox.sixsense as sixsense_emulator
 from connector.ledger import Ledger, open_ledger
 from connector.limiter import MemoryLimiter
 from connector.pipeline import RunReport, current_window, run_source
@@ -238,3 +239,80 @@ def test_a_lost_reply_after_the_crm_applied_a_write_is_confirmed_not_resent(
     assert [e.status for e in box[crm].log.entries(path_prefix=path, method=method)].count(503) == 1
     details = {lead.detail for rid, _, _ in VIEWS[crm].records(box[crm]) for lead in ledger.find_leads(key=rid)}
     assert any("confirmed on re-read" in d for d in details)
+
+
+# What each CRM refuses of Globex's answer below (field -> words its bad_value reason must hold), and
+# a field it takes from the same answer. HubSpot numbers have no range; Marketo has no picklists.
+REFUSED = {
+    "salesforce": {"NumberOfEmployees": ["3000000000", "-99,999,999 to 99,999,999"],
+                   "SixSense_Profile_Fit__c": ["'Excellent'", "Strong, Moderate, Weak"]},
+    "hubspot": {"sixsense_profile_fit": ["'Excellent'", "Strong, Moderate, Weak"]},
+    "marketo": {"numberOfEmployees": ["3000000000", "-2,147,483,647 to 2,147,483,647"]},
+}
+
+
+@pytest.mark.parametrize("crm", CRMS)
+def test_a_value_the_crm_would_refuse_is_a_bad_value_and_the_leads_other_fields_are_written(
+        crm, make_sandbox, make_settings, tmp_path, monkeypatch):
+    """6sense answers Globex with 3 billion employees (past Salesforce's 8 digits and Marketo's
+    32-bit integers) and a profile fit ("Excellent") the restricted picklists lack. Sent along, either
+    would make the CRM reject the whole record; refused alone, the lead is written without them."""
+    box, settings, ledger = boot(make_sandbox, make_settings, crm, f"sqlite:///{tmp_path / 'ledger.db'}")
+    six = box["sixsense"]
+    globex = six.companies["globex.example"]
+    six.companies["globex.example"] = replace(globex, firmographics={**globex.firmographics,
+                                                                      "employeeCount": 3_000_000_000})
+    scores = sixsense_emulator.product_scores
+    monkeypatch.setattr(sixsense_emulator, "product_scores", lambda domain, email: {
+        **scores(domain, email), **({"company_profile_fit": "Excellent"} if domain == "globex.example" else {})})
+
+    report = night(settings, ledger, crm)
+
+    assert report.states == NIGHT_STATES, report.states  # not one failed(crm_rejected)
+    view = VIEWS[crm]
+    globex_leads = [(rid, values) for rid, email, values in view.records(box[crm])
+                    if (email or "").endswith("@globex.example") and ledger.find_leads(key=rid)]
+    assert len(globex_leads) == 3
+    for rid, values in globex_leads:
+        [lead] = ledger.find_leads(key=rid)
+        assert (lead.state, lead.reason) == ("done", "written"), lead.detail
+        decided = {w.field: w for w in ledger.field_writes(lead_id=lead.id) if w.run_id == report.run_id}
+        for target, words in REFUSED[crm].items():
+            assert (decided[target].reason, decided[target].provider) == ("bad_value", "sixsense"), target
+            for word in [target, *words]:
+                assert word in decided[target].detail, (target, word, decided[target].detail)
+            assert values[target] is None, f"{crm}: the refused {target} reached the CRM"
+        # Every other field of the answer was written.
+        assert values[view.fields["name"]] == "Globex Corporation"
+        assert values[view.fields["industry"]] == "Software and Technology"
+        written = [d for d in decided.values() if d.state == "confirmed"]
+        assert len(written) == len(decided) - len(REFUSED[crm]) > 5
+    assert report.fields_written == 264 - 3 * len(REFUSED[crm])
+
+
+def test_a_value_the_crm_refuses_falls_back_to_the_next_provider_of_the_field(make_sandbox, make_settings, tmp_path):
+    """The shipped Salesforce mapping asks contacts_company after 6sense for NumberOfEmployees: when
+    6sense's 3 billion does not fit the field, the contacts API's figure is written instead."""
+    box = make_sandbox(vendors=["salesforce", "sixsense", "contacts_api"])
+    settings = make_settings(box, f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = open_ledger(settings.ledger_url, auto_migrate=True)
+    six = box["sixsense"]
+    globex = six.companies["globex.example"]
+    six.companies["globex.example"] = replace(globex, firmographics={**globex.firmographics,
+                                                                      "employeeCount": 3_000_000_000})
+
+    report = night(settings, ledger, "salesforce")
+
+    globex_leads = [r for r in box["salesforce"].leads()
+                    if (r.get("Email") or "").endswith("@globex.example") and ledger.find_leads(key=r["Id"])]
+    assert len(globex_leads) == 3  # the night's leads (an older one is before the watermark)
+    asked = box["contacts_api"].log.entries(path_prefix="/v1/companies/search")
+    assert any("globex.example" in e.query for e in asked)
+    for record in globex_leads:
+        [lead] = ledger.find_leads(key=record["Id"])
+        [employees] = [w for w in ledger.field_writes(lead_id=lead.id)
+                       if w.run_id == report.run_id and w.field == "NumberOfEmployees"]
+        assert employees.provider == "contacts_company" and employees.state == "confirmed"
+        assert 0 < record["NumberOfEmployees"] < 100_000_000
+        assert record["NumberOfEmployees"] == employees.new_value
+        assert record["Industry"] == "Software and Technology"  # 6sense still first where it fits

@@ -30,6 +30,9 @@ quota day), ``extra``:
   default 3600 (see "Activities" below; data time, not scaled).
 * ``latency_seconds``: artificial time each admitted REST call holds its concurrency slot, default 0
   (also the public attribute ``latency_seconds``; lets a test provoke 615).
+* ``limit_status``: the HTTP status of a 606/607/615 refusal, default 200 (the REST API's way).
+  429 answers them as a gateway in front of the API does: HTTP 429 with the same JSON body, and
+  for 606 ``Retry-After`` = the rate window in (unscaled) seconds. Also the public attribute.
 
 Public attributes for tests: ``applied_writes`` (``{"id", "fields", "at"}`` per lead updated by Sync
 Leads, ``at`` = emulator clock, epoch seconds), ``daily_calls`` (read/write; rolls over at the quota
@@ -535,6 +538,7 @@ class MarketoEmulator:
         self.token_ttl = float(extra.get("token_ttl_seconds", DEFAULT_TOKEN_TTL_SECONDS)) / self.time_scale
         self.page_span_ms = int(float(extra.get("activity_page_span_seconds", DEFAULT_PAGE_SPAN_SECONDS)) * 1000)
         self.latency_seconds = float(extra.get("latency_seconds", 0) or 0)
+        self.limit_status = int(extra.get("limit_status", 200))
 
         seed_now = options.now or datetime.now(UTC)
         if seed_now.tzinfo is None:
@@ -848,6 +852,15 @@ class MarketoEmulator:
         return JSONResponse({"requestId": self._request_id(), "success": False,
                              "errors": [{"code": code, "message": message}]})
 
+    def _refuse(self, code: str, message: str) -> JSONResponse:
+        """A limit refusal (606, 607, 615) with the configured HTTP status (see ``limit_status``)."""
+        response = self._fail(code, message)
+        if self.limit_status != 200:
+            response.status_code = self.limit_status
+            if code == "606":
+                response.headers["Retry-After"] = str(math.ceil(self.rate_seconds))
+        return response
+
     def _check_token(self, token: str | None) -> tuple[str, str] | None:
         if not token:
             return "600", "Access token not specified"
@@ -951,11 +964,11 @@ class MarketoEmulator:
                 with self._lock:
                     self._roll_quota()
                     self._count_refusal()
-                return self._fail("615", "Concurrent access limit reached")
+                return self._refuse("615", "Concurrent access limit reached")
             try:
                 refused = self._admit_counted()
                 if refused is not None:
-                    return self._fail(*refused)
+                    return self._refuse(*refused)
                 if self.latency_seconds > 0:
                     await asyncio.sleep(self.latency_seconds)
                 if handler is None or match is None:

@@ -90,7 +90,8 @@ Writes (composite/sobjects and sobjects/Lead/<Id>)
   REQUIRED_FIELD_MISSING.
 * Text fields take numbers (stored as their ``str()``); booleans, lists and objects are
   INVALID_TYPE_ON_FIELD_IN_RECORD. ``""`` is stored as null (Salesforce keeps no empty strings).
-  Numbers are stored as given (no rounding to the field's scale).
+  An int field's number is stored as given; a double, currency or percent number is rounded half
+  up to the field's scale (Salesforce keeps no more decimals than the scale), then range-checked.
 * A failed record's result echoes the id it was sent with (null when none); a success returns the
   stored 18-character Id. With allOrNone, records without their own error get
   ALL_OR_NONE_OPERATION_ROLLED_BACK and nothing is applied.
@@ -113,6 +114,7 @@ Data and clock
 from __future__ import annotations
 
 import base64
+import decimal
 import hashlib
 import hmac
 import json
@@ -913,6 +915,14 @@ def _error(status_code: str, message: str, fields: list[str]) -> dict[str, Any]:
     return {"statusCode": status_code, "message": message, "fields": fields}
 
 
+def _round_to_scale(value: float, scale: int) -> float:
+    """Salesforce keeps `scale` decimals of a number field and rounds the rest half up."""
+    with decimal.localcontext() as context:
+        context.prec = 400
+        exponent = decimal.Decimal(1).scaleb(-scale)
+        return float(decimal.Decimal(repr(value)).quantize(exponent, rounding=decimal.ROUND_HALF_UP))
+
+
 def coerce_value(fdef: FieldDef, value: Any) -> tuple[Any, dict[str, Any] | None]:
     """The value as it would be stored, or the per-record error Salesforce would give."""
     if value is None or (value == "" and isinstance(value, str)):
@@ -934,7 +944,7 @@ def coerce_value(fdef: FieldDef, value: Any) -> tuple[Any, dict[str, Any] | None
             value = int(value)
             max_digits = fdef.digits or 9
         else:
-            value = float(value)
+            value = _round_to_scale(float(value), fdef.scale) if fdef.precision else float(value)
             max_digits = (fdef.precision - fdef.scale) if fdef.precision else 18
         if abs(value) >= 10 ** max_digits:
             return None, _error("NUMBER_OUTSIDE_VALID_RANGE",
@@ -1082,6 +1092,8 @@ class SalesforceEmulator:
         self._next_seq = max(int(document.get("next_seq", 1)), highest + 1)
 
     def _save(self) -> None:
+        if self._state.path is None:
+            return  # in memory only: serialising every lead on each change made seeding N leads O(N^2)
         self._state.save({
             "format": 1,
             "next_seq": self._next_seq,

@@ -76,7 +76,7 @@ from connector.limiter import Limiter, LimitSpec, vendor_day
 from connector.models import CrmField, CrmLead, RecordUpdate, WriteResult
 from connector.registry import register_source
 from connector.settings import HubSpotSettings
-from connector.sources.base import VendorContext, chunked
+from connector.sources.base import RecordIdForm, VendorContext, chunked
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,6 +88,7 @@ BATCH_LIMIT = 100
 STRING_LENGTH = 65_536
 RATE_LIMITED_ATTEMPTS = 6
 _PROPERTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+RECORD_IDS = RecordIdForm("hubspot", re.compile(r"[0-9]{1,20}"), "the contact's record id: digits only, like 51")
 
 
 class _BadRequest(Exception):
@@ -435,7 +436,7 @@ class HubSpotSource:
         properties = dict(getattr(obj, "properties", None) or {})
         created = properties.get("createdate") or getattr(obj, "created_at", None)
         values = {name: properties.get(name) for name in props}
-        return CrmLead(str(obj.id), parse_hs_datetime(created), values)
+        return CrmLead(RECORD_IDS.returned(str(obj.id)), parse_hs_datetime(created), values)
 
     # ---- protocol ---------------------------------------------------------------------------
 
@@ -458,8 +459,9 @@ class HubSpotSource:
                 kind, length = "string", STRING_LENGTH
             elif kind == "bool":
                 kind = "boolean"
+            # HubSpot refuses a value that is not one of an enumeration's options (INVALID_OPTION).
             out[prop.name] = CrmField(name=prop.name, type=kind, length=length, updateable=not read_only,
-                                      picklist_values=options)
+                                      picklist_values=options, restricted_picklist=kind.endswith("picklist"))
         return out
 
     def _search_body(self, props: list[str], since_ms: int, last: tuple[int, str] | None, after: int) -> dict[str, Any]:
@@ -518,6 +520,7 @@ class HubSpotSource:
             after = int(following)
 
     def read(self, *, record_ids: Sequence[str], fields: Sequence[str], deadline: float | None) -> list[CrmLead]:
+        RECORD_IDS.check(record_ids)
         props = self._props(fields)
         batch_api = self._contacts().batch_api
         found: list[CrmLead] = []
@@ -533,9 +536,8 @@ class HubSpotSource:
     def write_batch(self, *, updates: Sequence[RecordUpdate], deadline: float | None) -> list[WriteResult]:
         if len(updates) > self.write_batch_size:
             raise ValueError(f"at most {self.write_batch_size} records per HubSpot batch")
-        if not updates:
-            return []
-        return self._write(list(updates), deadline=deadline, split_allowed=True)
+        return RECORD_IDS.send_well_formed(
+            updates, lambda good: self._write(good, deadline=deadline, split_allowed=True))
 
     def _write(self, updates: list[RecordUpdate], *, deadline: float | None, split_allowed: bool) -> list[WriteResult]:
         batch_api = self._contacts().batch_api

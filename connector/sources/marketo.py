@@ -16,10 +16,14 @@ order with status updated / skipped (+ reasons): a skipped record fails alone. A
 5xx a write is never resent by the source (TransientError; the pipeline re-reads and confirms).
 
 Errors arrive in HTTP 200 bodies (success: false): 606 rate -> RateLimited with the vendor's
-window, 615 concurrency -> RateLimited with a short backoff, 607 daily quota ->
-QuotaExhausted(reason="quota"), 601/602 -> renew the token and retry once, 600/603 -> ConfigError,
-604/608/611/613/614/713 and 5xx -> TransientError, request-shape codes -> RejectedRequest (1006 on
-a read -> MappingError). success: false is never taken for success.
+window, 615 concurrency -> RateLimited with a short backoff (both pause the shared limiter key,
+every worker's, then retry), 607 daily quota -> QuotaExhausted(reason="quota", reset_at = Marketo's
+next midnight). An HTTP 429 is read the same way: the code in its body when it has one, else a
+rate limit pausing the key for Retry-After or the vendor's window; never a plain transient error,
+so it is neither retried at once nor counted as an outage. 601/602 -> renew the token and retry
+once, 600/603 -> ConfigError, 604/608/611/613/614/713 and 5xx -> TransientError, request-shape
+codes -> RejectedRequest (1006 on a read -> MappingError). success: false is never taken for
+success. Record ids are whole numbers: a malformed one is InvalidRecordId before any call.
 
 Quota: Marketo sends no usage headers. The limiter spec carries `daily_quota = daily_quota x
 (1 - daily_reserve_fraction)` on Marketo's day (midnight America/Chicago), so the limiter counts
@@ -36,6 +40,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
@@ -49,12 +54,12 @@ from connector.errors import (
     RejectedRequest,
     TransientError,
 )
-from connector.http import MeteredHttp, RetryPolicy, build_httpx_client, credential_tag
+from connector.http import MeteredHttp, RetryPolicy, build_httpx_client, credential_tag, retry_after_seconds
 from connector.limiter import LimitSpec, vendor_day
 from connector.models import CrmField, CrmLead, RecordUpdate, WriteResult
 from connector.registry import register_source
 from connector.settings import MarketoSettings
-from connector.sources.base import VendorContext, chunked
+from connector.sources.base import RecordIdForm, VendorContext, chunked
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,9 @@ MARKETO_TIMEZONE = "America/Chicago"  # the Marketo day starts at midnight US Ce
 NEW_LEAD_TYPE = "New Lead"
 BATCH_LIMIT = 300
 MAX_URI_BYTES = 8192
+INT_MAX = Decimal(2**31 - 1)
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+RECORD_IDS = RecordIdForm("marketo", re.compile(r"[0-9]{1,16}"), "the lead's id: a whole number, like 5001")
 _RATE_WINDOW = re.compile(r"with\s*in\s*'?(\d+(?:\.\d+)?)'?\s*sec", re.IGNORECASE)
 _TRANSIENT_CODES = {"502", "604", "608", "611", "613", "614", "713"}
 _CONFIG_CODES = {"600", "603"}
@@ -168,7 +175,10 @@ class MarketoSource:
     def _classify_identity(self, response: httpx.Response) -> ConnectorError | None:
         if response.status_code == 200:
             return None
-        if response.status_code >= 500 or response.status_code == 429:
+        if response.status_code == 429:  # the identity key pauses (its window, or Retry-After)
+            return RateLimited("Marketo identity endpoint answered HTTP 429",
+                               retry_after=retry_after_seconds(response.headers, self.time_scale))
+        if response.status_code >= 500:
             return TransientError(f"Marketo identity endpoint answered HTTP {response.status_code}")
         try:
             error = response.json().get("error", "")
@@ -185,8 +195,8 @@ class MarketoSource:
             return RejectedRequest("Marketo refused a URI over 8 KB (414)")
         if status == 413:
             return RejectedRequest("Marketo refused a request body over 1 MB (413)")
-        if status >= 500 or status == 429:
-            return TransientError(f"Marketo answered HTTP {status}")
+        if status == 429:
+            return self._classify_429(response)
         if status != 200:
             return TransientError(f"Marketo answered HTTP {status}")
         try:
@@ -198,15 +208,9 @@ class MarketoSource:
         if body.get("success") is True:
             return None
         code, message = _first_error(body)
-        if code == "606":
-            match = _RATE_WINDOW.search(message)
-            window = float(match.group(1)) if match else self.settings.rate_limit.per_seconds
-            return RateLimited(f"Marketo 606: {message}", retry_after=window / self.time_scale)
-        if code == "615":
-            return RateLimited(f"Marketo 615: {message}", retry_after=0.5 / self.time_scale)
-        if code == "607":
-            return QuotaExhausted(f"Marketo 607: {message}", reason="quota",
-                                  reset_at=vendor_day(self.spec, time.time())[1])
+        limited = self._limit_error(code, message, retry_after=None)
+        if limited is not None:
+            return limited
         if code in _TOKEN_CODES:
             return _TokenRejected(f"Marketo {code}: {message}")
         if code in _CONFIG_CODES:
@@ -219,6 +223,35 @@ class MarketoSource:
         if not code:
             return TransientError("Marketo answered success: false without an error code")
         return RejectedRequest(f"Marketo {code}: {message}")
+
+    def _limit_error(self, code: str, message: str, *, retry_after: float | None) -> ConnectorError | None:
+        """Marketo's limit codes: 606 rate and 615 concurrency pause the shared limiter key (the
+        RateLimited's retry_after, which MeteredHttp hands to limiter.pause), 607 is the day's quota."""
+        if code == "606":
+            match = _RATE_WINDOW.search(message)
+            window = float(match.group(1)) / self.time_scale if match else self.spec.per_seconds
+            return RateLimited(f"Marketo 606: {message}", retry_after=max(window, retry_after or 0.0))
+        if code == "615":
+            return RateLimited(f"Marketo 615: {message}", retry_after=max(0.5 / self.time_scale, retry_after or 0.0))
+        if code == "607":
+            return QuotaExhausted(f"Marketo 607: {message}", reason="quota",
+                                  reset_at=vendor_day(self.spec, time.time())[1])
+        return None
+
+    def _classify_429(self, response: httpx.Response) -> ConnectorError:
+        """HTTP 429 (a gateway in front of the REST API): the Marketo code in its body when there
+        is one, else a rate limit for Retry-After or, without it, the vendor's window."""
+        retry_after = retry_after_seconds(response.headers, self.time_scale)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            limited = self._limit_error(*_first_error(body), retry_after=retry_after)
+            if limited is not None:
+                return limited
+        return RateLimited("Marketo answered HTTP 429",
+                           retry_after=retry_after if retry_after is not None else self.spec.per_seconds)
 
     # ---- auth and requests ------------------------------------------------------------------
 
@@ -282,8 +315,10 @@ class MarketoSource:
             data_type = str(item.get("dataType") or "string")
             kind = _TYPES.get(data_type, data_type)
             length = item.get("length") if kind == "string" else None
+            # An integer field holds a 32-bit number: Marketo skips the record (1001) past it.
+            limits = {"min_value": -INT_MAX, "max_value": INT_MAX, "scale": 0} if kind == "int" else {}
             out[rest["name"]] = CrmField(name=rest["name"], type=kind, length=int(length) if length else None,
-                                         updateable=not rest.get("readOnly", False))
+                                         updateable=not rest.get("readOnly", False), **limits)
         return out
 
     def _new_lead_type_id(self, *, deadline: float | None) -> int:
@@ -307,12 +342,11 @@ class MarketoSource:
 
     def _to_lead(self, record: dict[str, Any], names: Sequence[str]) -> CrmLead:
         values = {name: record.get(name) for name in names}  # a field not returned is null
-        return CrmLead(str(record["id"]), parse_mkto_datetime(str(record["createdAt"])), values)
+        return CrmLead(RECORD_IDS.returned(str(record["id"])), parse_mkto_datetime(str(record["createdAt"])), values)
 
     def _leads_by_id(self, ids: Sequence[str], names: list[str], *, deadline: float | None) -> list[CrmLead]:
         found: list[CrmLead] = []
-        numeric = [i for i in dict.fromkeys(str(i) for i in ids) if i.isdigit()]
-        for chunk in chunked(numeric, BATCH_LIMIT):
+        for chunk in chunked(list(dict.fromkeys(str(i) for i in ids)), BATCH_LIMIT):
             params = [("filterType", "id"), ("filterValues", ",".join(chunk)), ("fields", ",".join(names)),
                       ("batchSize", str(BATCH_LIMIT))]
             seen_tokens: set[str] = set()
@@ -349,8 +383,9 @@ class MarketoSource:
             body = self._rest("GET", "activities.json", deadline=deadline, params=[
                 ("activityTypeIds", str(type_id)), ("nextPageToken", str(token)), ("batchSize", str(BATCH_LIMIT))])
             for activity in body.get("result") or []:  # an empty page has no result at all
-                lead_id = str(activity.get("leadId", ""))
+                lead_id = str(activity.get("leadId") or "")
                 if lead_id and lead_id not in seen:
+                    RECORD_IDS.returned(lead_id)
                     seen.add(lead_id)
                     pending.append(lead_id)
             more = bool(body.get("moreResult"))
@@ -369,13 +404,15 @@ class MarketoSource:
             token = following
 
     def read(self, *, record_ids: Sequence[str], fields: Sequence[str], deadline: float | None) -> list[CrmLead]:
+        RECORD_IDS.check(record_ids)
         return self._leads_by_id(list(record_ids), self._fields(fields), deadline=deadline)
 
     def write_batch(self, *, updates: Sequence[RecordUpdate], deadline: float | None) -> list[WriteResult]:
         if len(updates) > self.write_batch_size:
             raise ValueError(f"at most {self.write_batch_size} records per Marketo batch")
-        if not updates:
-            return []
+        return RECORD_IDS.send_well_formed(updates, lambda good: self._write_records(good, deadline=deadline))
+
+    def _write_records(self, updates: Sequence[RecordUpdate], *, deadline: float | None) -> list[WriteResult]:
         body = {
             "action": "updateOnly",
             "lookupField": "id",

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
 import requests
@@ -43,6 +44,7 @@ from simple_salesforce.format import format_soql
 
 from connector.errors import (
     ConfigError,
+    InvalidRecordId,
     MappingError,
     QuotaExhausted,
     RateLimited,
@@ -54,10 +56,15 @@ from connector.limiter import Limiter, LimitSpec
 from connector.models import CrmField, CrmLead, RecordUpdate, WriteResult
 from connector.registry import register_source
 from connector.settings import SalesforceSettings
-from connector.sources.base import VendorContext, chunked
+from connector.sources.base import RecordIdForm, VendorContext, chunked
 
 T = TypeVar("T")
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+RECORD_IDS = RecordIdForm("salesforce", re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?"),
+                          "15 or 18 letters and digits, like 00Q5e000001AbCdEAK")
+# What Salesforce says about a malformed id in a query (INVALID_QUERY_FILTER_OPERATOR) or a
+# record (MALFORMED_ID): a backstop, as ids are checked before they are sent.
+_MALFORMED_ID = re.compile(r"(?:invalid ID field|id value of incorrect type): (.+)")
 # Record-level errors a later attempt may get past without a change on our side.
 _RETRYABLE_RECORD_ERRORS = {"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "REQUEST_RUNNING_TOO_LONG"}
 
@@ -220,6 +227,10 @@ class SalesforceSource:
                 backoff *= 2
             except SalesforceMalformedRequest as exc:
                 code, message = _first_error(exc)
+                malformed = _MALFORMED_ID.search(message)
+                if malformed:
+                    raise InvalidRecordId(malformed.group(1).strip(), source=self.name,
+                                          expected=RECORD_IDS.expected) from None
                 raise MappingError(f"Salesforce rejected the request: {code}: {message}",
                                    fix="check that every mapped field exists on Lead (connector check-mappings)") from None
             except (SalesforceError, requests.RequestException) as exc:
@@ -243,6 +254,8 @@ class SalesforceSource:
                 name=f["name"], type=f["type"], length=f.get("length") or None,
                 updateable=bool(f.get("updateable")),
                 picklist_values=tuple(p["value"] for p in f.get("picklistValues") or [] if p.get("active", True)),
+                restricted_picklist=bool(f.get("restrictedPicklist")),
+                **_number_limits(f),
             )
             for f in raw["fields"]
         }
@@ -256,7 +269,7 @@ class SalesforceSource:
 
     def _to_lead(self, record: dict[str, Any]) -> CrmLead:
         values = {k: v for k, v in record.items() if k != "attributes"}
-        return CrmLead(str(record["Id"]), parse_sf_datetime(record["CreatedDate"]), values)
+        return CrmLead(RECORD_IDS.returned(str(record["Id"])), parse_sf_datetime(record["CreatedDate"]), values)
 
     def poll_new(self, *, since: datetime, fields: Sequence[str], deadline: float | None) -> Iterator[list[CrmLead]]:
         soql = format_soql(
@@ -279,6 +292,7 @@ class SalesforceSource:
                               deadline=deadline)
 
     def read(self, *, record_ids: Sequence[str], fields: Sequence[str], deadline: float | None) -> list[CrmLead]:
+        RECORD_IDS.check(record_ids)
         found: list[CrmLead] = []
         for ids in chunked(list(record_ids), 200):
             soql = format_soql(f"SELECT {self._select(fields)} FROM {self.object_name} WHERE Id IN {{ids}}", ids=list(ids))
@@ -289,6 +303,9 @@ class SalesforceSource:
     def write_batch(self, *, updates: Sequence[RecordUpdate], deadline: float | None) -> list[WriteResult]:
         if len(updates) > self.write_batch_size:
             raise ValueError(f"at most {self.write_batch_size} records per Salesforce batch")
+        return RECORD_IDS.send_well_formed(updates, lambda good: self._write_records(good, deadline=deadline))
+
+    def _write_records(self, updates: Sequence[RecordUpdate], *, deadline: float | None) -> list[WriteResult]:
         body = {
             "allOrNone": False,
             "records": [{"attributes": {"type": self.object_name}, "id": u.record_id, **u.values} for u in updates],
@@ -315,6 +332,23 @@ class SalesforceSource:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _number_limits(f: dict[str, Any]) -> dict[str, Any]:
+    """A number field's range and scale from describe: an int holds `digits` digits; a double,
+    currency or percent `precision` digits of which `scale` are decimals (Salesforce answers
+    NUMBER_OUTSIDE_VALID_RANGE past them, and rounds extra decimals half up)."""
+    kind = str(f.get("type", "")).lower()
+    if kind == "int":
+        digits = int(f.get("digits") or 0)
+        return {"min_value": -Decimal(10**digits - 1), "max_value": Decimal(10**digits - 1), "scale": 0} if digits else {}
+    if kind in ("double", "currency", "percent"):
+        precision, scale = int(f.get("precision") or 0), int(f.get("scale") or 0)
+        if not precision:
+            return {}
+        high = Decimal(10) ** (precision - scale) - Decimal(10) ** -scale
+        return {"min_value": -high, "max_value": high, "scale": scale}
+    return {}
 
 
 def _first_error(exc: SalesforceError) -> tuple[str, str]:

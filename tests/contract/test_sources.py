@@ -8,6 +8,7 @@ The emulator's vendor name is the source's name.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from connector.limiter import LimitSpec, MemoryLimiter, Permit
+from connector.decisions import canonical, fit_problem
+from connector.errors import InvalidRecordId, MappingError, QuotaExhausted
+from connector.limiter import LimitSpec, MemoryLimiter, Permit, vendor_day
 from connector.mapping import load_mapping
 from connector.models import CrmLead, RecordUpdate
 from connector.pipeline import check_mapping_fields
@@ -53,6 +56,9 @@ class Adapter:
     rate_faults: list[Fault]  # one on the poll path, one on the read path
     expired_status: int | None = 401  # what the CRM answers to a dead token (None: HTTP 200 body)
     settings: dict[str, Any] = field(default_factory=dict)
+    number_field: str | None = None  # a mapped number field whose range the CRM enforces (None: none is)
+    picklist_field: str | None = None  # a mapped restricted picklist (None: the CRM has none)
+    malformed_id: str = "not-an-id"  # a record id this CRM cannot have
 
 
 def _sf_add(emu: Any, email: str, created: datetime) -> str:
@@ -80,6 +86,9 @@ ADAPTERS: dict[str, Adapter] = {
             "errorCode": "REQUEST_LIMIT_EXCEEDED",
             "message": "ConcurrentRequests (Concurrent API Requests) Limit exceeded."}])] * 2,
         settings={"query_page_size": 200},  # ties must straddle a page boundary
+        number_field="NumberOfEmployees",
+        picklist_field="SixSense_Profile_Fit__c",
+        malformed_id="00Q' OR Id != '",
     ),
     "hubspot": Adapter(
         add=_hs_add,
@@ -99,6 +108,8 @@ ADAPTERS: dict[str, Adapter] = {
                 "requestId": "r1"}),
         ],
         settings={"auth": "oauth"},  # private-app tokens never expire; the contract needs one that does
+        picklist_field="sixsense_profile_fit",  # HubSpot numbers have no range
+        malformed_id="51; DROP",
     ),
     "marketo": Adapter(
         add=_mk_add,
@@ -117,6 +128,8 @@ ADAPTERS: dict[str, Adapter] = {
                 "errors": [{"code": "615", "message": "Concurrent access limit reached"}]}),
         ],
         expired_status=None,  # 602 comes in an HTTP 200 body
+        number_field="numberOfEmployees",  # Marketo has no picklists through the REST API
+        malformed_id="5001,5002",
     ),
 }
 
@@ -291,6 +304,131 @@ def test_every_request_the_crm_receives_was_granted_by_the_limiter(crm: Crm):
     assert received > 3
     assert crm.limiter.total_grants() == received
     assert crm.source.session.calls == received  # what the night's report shows  # type: ignore[attr-defined]
+
+
+def test_the_limits_describe_reports_are_the_ones_the_crm_enforces(crm: Crm):
+    """decide() refuses a value past a number field's range or outside a restricted picklist, as
+    describe reports them; the CRM refuses exactly past the same limits, so a value decide() lets
+    through never makes the CRM reject a record."""
+    fields = crm.source.describe(deadline=None)
+    ids = _ids(crm.poll(datetime.now(UTC) - timedelta(hours=24)))[:4]
+    cases: list[tuple[str, Any, Any, bool]] = []  # (record id, field, value, the CRM takes it)
+    if crm.adapter.number_field:
+        number = fields[crm.adapter.number_field]
+        assert number.min_value == -number.max_value and number.max_value is not None
+        cases += [(ids[0], number, int(number.max_value), True), (ids[1], number, int(number.max_value) + 1, False)]
+    if crm.adapter.picklist_field:
+        picklist = fields[crm.adapter.picklist_field]
+        assert picklist.restricted_picklist and len(picklist.picklist_values) == 3
+        allowed = picklist.picklist_values[-1]
+        cases += [(ids[2], picklist, allowed, True), (ids[3], picklist, f"{allowed} Plus", False)]
+    for _, crm_field, value, taken in cases:
+        assert (fit_problem(canonical(value, crm_field), crm_field) is None) is taken, (crm_field.name, value)
+    results = crm.source.write_batch(
+        updates=[RecordUpdate(rid, {crm_field.name: value}) for rid, crm_field, value, _ in cases], deadline=None)
+    assert [r.ok for r in results] == [taken for *_, taken in cases], [r.message for r in results]
+
+
+def test_a_malformed_record_id_is_an_input_error_naming_it_and_is_never_sent(crm: Crm):
+    leads = crm.poll(datetime.now(UTC) - timedelta(hours=24))
+    bad = crm.adapter.malformed_id
+    before = len(crm.emu.log.entries())
+    with pytest.raises(InvalidRecordId) as info:
+        crm.source.read(record_ids=[leads[0].record_id, bad], fields=crm.fields, deadline=None)
+    error = info.value
+    assert not isinstance(error, MappingError)
+    assert (error.record_id, error.source, error.reason) == (bad, crm.name, "invalid_record_id")
+    assert f"{crm.name}: record id {bad!r} is not a {crm.name} record id" in str(error) and error.fix
+    assert len(crm.emu.log.entries()) == before, "the malformed id reached the CRM"
+    # In a batch write the malformed record fails alone, unsent; the others are written.
+    f = crm.adapter.text_field
+    results = crm.source.write_batch(updates=[RecordUpdate(bad, {f: "Never Co"}),
+                                              RecordUpdate(leads[1].record_id, {f: "Written Co"})], deadline=None)
+    assert [r.ok for r in results] == [False, True]
+    assert repr(bad) in results[0].message and not results[0].retryable
+    assert crm.adapter.value(crm.emu, leads[1].record_id, f) == "Written Co"
+    assert len(crm.emu.log.entries()) == before + 1
+
+
+def test_salesforce_answering_with_a_malformed_record_id_is_an_input_error_naming_the_settings(
+        make_sandbox, make_settings, tmp_path):
+    box = make_sandbox(vendors=["salesforce"], time_scale=TIME_SCALE)
+    settings = make_settings(box, f"sqlite:///{tmp_path / 'unused.db'}", time_scale=TIME_SCALE)
+    box["salesforce"].faults.add(Fault(path_prefix="/services/data/v59.0/query", status=200, body={
+        "totalSize": 1, "done": True, "records": [{"attributes": {"type": "Lead"}, "Id": "<b>lead</b>",
+                                                   "CreatedDate": "2026-01-02T03:04:05.000+0000"}]}))
+    source = SOURCES["salesforce"](VendorContext(settings, MemoryLimiter()))
+    try:
+        with pytest.raises(InvalidRecordId) as info:
+            list(source.poll_new(since=datetime.now(UTC) - timedelta(hours=24), fields=["Email"], deadline=None))
+    finally:
+        source.close()
+    assert "salesforce answered with record id '<b>lead</b>'" in str(info.value)
+    assert "sources.salesforce" in str(info.value.fix)
+
+
+# ---- Marketo only: rate limits answered as HTTP 429 ----------------------------------------------
+
+
+class PauseRecordingLimiter(RecordingLimiter):
+    """The in-process limiter, remembering every cooldown it was asked for: (key, seconds, when)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses: list[tuple[str, float, float]] = []
+
+    def pause(self, key: str, seconds: float) -> None:
+        self.pauses.append((key, seconds, time.time()))
+        super().pause(key, seconds)
+
+
+def _marketo(make_sandbox, make_settings, tmp_path, **extra: Any) -> tuple[Any, Any, PauseRecordingLimiter]:
+    # One activities page covers the day, so a poll is a handful of calls.
+    box = make_sandbox(vendors=["marketo"], time_scale=TIME_SCALE,
+                       extra={"marketo": {"activity_page_span_seconds": 3 * 86400, **extra}})
+    settings = make_settings(box, f"sqlite:///{tmp_path / 'unused.db'}", time_scale=TIME_SCALE,
+                             sources={"marketo": {"enabled": True}})
+    limiter = PauseRecordingLimiter()
+    return box["marketo"], SOURCES["marketo"](VendorContext(settings, limiter)), limiter
+
+
+def test_marketo_http_429s_pause_the_shared_limiter_key_and_the_calls_succeed(make_sandbox, make_settings, tmp_path):
+    """Marketo allows 3 calls per 20 s (2 s here) and answers 606 as HTTP 429 with Retry-After; the
+    connector's own window (100 per 20 s) lets more through, so only the 429s can slow it."""
+    emu, source, limiter = _marketo(make_sandbox, make_settings, tmp_path, rate=[3, 20], limit_status=429)
+    try:
+        leads = [lead for page in source.poll_new(since=datetime.now(UTC) - timedelta(hours=24),
+                                                  fields=["email", "company"], deadline=None) for lead in page]
+        current = source.read(record_ids=_ids(leads), fields=["email"], deadline=None)
+        # A 429 without a Marketo body (a gateway's page) pauses for its Retry-After.
+        emu.faults.add(Fault(path_prefix="/rest/v1/leads.json", method="GET", status=429,
+                             body="<html>Too Many Requests</html>", headers={"Retry-After": "3"}))
+        again = source.read(record_ids=_ids(leads)[:5], fields=["email"], deadline=None)
+    finally:
+        source.close()
+    assert len(leads) == 28 and sorted(_ids(current)) == sorted(_ids(leads)) and len(again) == 5
+    log = emu.log.entries(path_prefix="/rest/")
+    limited = [i for i, e in enumerate(log) if e.status == 429]
+    assert len(limited) >= 2 and log[limited[-1]].faulted
+    assert [(key, round(seconds, 3)) for key, seconds, _ in limiter.pauses] == \
+        [(source.spec.key, 2.0)] * (len(limited) - 1) + [(source.spec.key, 0.3)]
+    for index, (_, seconds, paused_at) in zip(limited, limiter.pauses, strict=True):
+        assert log[index + 1].started >= paused_at + seconds - 0.02, "a call went out during the cooldown"
+    assert limiter.total_grants() == len(emu.log.entries())  # every request on the wire was granted
+
+
+def test_marketo_daily_quota_answered_as_http_429_stops_until_marketos_midnight(make_sandbox, make_settings,
+                                                                                tmp_path):
+    emu, source, limiter = _marketo(make_sandbox, make_settings, tmp_path, daily_quota=2, limit_status=429)
+    try:
+        with pytest.raises(QuotaExhausted) as info:
+            list(source.poll_new(since=datetime.now(UTC) - timedelta(hours=24), fields=["email"], deadline=None))
+    finally:
+        source.close()
+    assert info.value.reason == "quota" and "607" in info.value.message
+    assert info.value.reset_at == pytest.approx(vendor_day(source.spec, time.time())[1], abs=1)
+    assert [e.status for e in emu.log.entries(path_prefix="/rest/")] == [200, 200, 429]  # never retried
+    assert limiter.pauses == []
 
 
 # ---- HubSpot only: the 10,000-result cap of CRM search -----------------------------------------

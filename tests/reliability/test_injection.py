@@ -7,11 +7,9 @@
     exactly ONE literal equal to the input, and its shape is the one the source means to send
     (the same SELECT list, one `Id IN (...)` or `CreatedDate >= ...` condition, no other clause).
 
-    A hostile string is not a valid Salesforce Id, so the emulator (like Salesforce) parses the
-    whole query and only then refuses the value with 400 INVALID_QUERY_FILTER_OPERATOR "invalid ID
-    field: <value>"; it records only validated queries in `parsed_queries`. For those the test
-    reads the SOQL from the emulator's request log and parses it with the same parser; values
-    that are valid Ids are checked in `parsed_queries[-1]["literals"]` directly.
+    A hostile string is not a valid Salesforce Id, so the source refuses it (InvalidRecordId)
+    before any request: it never reaches SOQL. Values that are valid Ids are checked in
+    `parsed_queries[-1]["literals"]` directly.
 (b) Names are never data: a field name that is not an identifier is refused by the source
     before any request, and a mapping naming a field the CRM does not have (its allow list is
     the describe call) fails in build_runtime before any vendor call.
@@ -33,7 +31,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from connector.errors import MappingError
+from connector.errors import InvalidRecordId, MappingError
 from connector.ledger import Ledger, open_ledger
 from connector.limiter import MemoryLimiter
 from connector.pipeline import build_runtime
@@ -122,12 +120,14 @@ def test_a_hostile_record_id_reaches_soql_as_exactly_one_literal(world, value):
     ids = [value, world.real_id]
     try:
         found = world.source.read(record_ids=ids, fields=FIELDS, deadline=None)
-    except MappingError as exc:
-        # The emulator parsed the whole query and refused only the value as an Id.
-        assert "INVALID_QUERY_FILTER_OPERATOR" in exc.message and "invalid ID field" in exc.message, exc.message
-        assert not ID_RE.fullmatch(value)
+    except InvalidRecordId as exc:
+        # Not a Salesforce Id: refused by the source as bad input before any request (it never
+        # reaches SOQL; the emulator would refuse it as "invalid ID field" too).
+        assert exc.record_id == value and not ID_RE.fullmatch(value)
+        assert len(world.crm.log.entries(path_prefix=QUERY_PATH)) == before
         assert len(world.crm.parsed_queries) == parsed_before
         _count("refused_as_an_invalid_id")
+        return
     else:
         assert ID_RE.fullmatch(value), f"{value!r} was accepted as an Id"
         assert world.real_id in {lead.record_id for lead in found}

@@ -1,10 +1,12 @@
 """Guide §7 test 15: mapping and ledger properties, with Hypothesis.
 
 * Any 6sense answer shaped like the OpenAPI FullLeadResponse (strings: unicode, huge, empty,
-  None; numbers as numbers, numeric strings or junk; lists of any length), mapped through the
-  shipped mappings/salesforce.lead.yaml, never raises, and every value `decide()` would write fits
-  its CRM field as the Salesforce emulator describes it (type and length over the real describe
-  call, and the emulator's own write validation `coerce_value` accepts it).
+  None; numbers of any size as numbers, numeric strings or junk; picklist labels or anything;
+  lists of any length), mapped through the shipped mappings/salesforce.lead.yaml, never raises;
+  every value `decide()` would write fits its CRM field as the Salesforce emulator describes it
+  (type and length over the real describe call, and the emulator's own write validation
+  `coerce_value` accepts it), and every value the CRM would refuse (past a number field's range,
+  outside a restricted picklist) is that field's bad_value, naming it: never a rejected record.
 * Mapping is idempotent: mapping twice gives what mapping once gave, and once the CRM holds what
   we wrote, deciding again writes nothing.
 * A field a person edited after our write is never overwritten (ours_only).
@@ -24,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import func, select
 
 import connector.sandbox as sandbox_package
-from connector.decisions import canonical, decide
+from connector.decisions import BadValue, canonical, decide
 from connector.ledger import Ledger, idempotency_key, make_engine, migrate
 from connector.ledger.tables import FieldWrite
 from connector.limiter import MemoryLimiter
@@ -134,11 +136,14 @@ def score(num: st.SearchStrategy[Any], enum_junk: bool) -> st.SearchStrategy[dic
     props = SCHEMAS["Score"]["properties"]
     optional: dict[str, Any] = {}
     for name, prop in props.items():
-        if name == "product":
-            optional[name] = st.one_of(st.sampled_from(["6sense", "other", "6SENSE", ""]), any_text)
+        if name == "product":  # "6sense" often: only its entry is mapped
+            optional[name] = st.one_of(st.just("6sense"), st.sampled_from(["other", "6SENSE", ""]), any_text)
         elif "enum" in prop:
             base = st.one_of(st.sampled_from(prop["enum"]), st.none(), st.just(""))
-            optional[name] = st.one_of(base, any_text) if enum_junk else base
+            # Labels a vendor might add or spell otherwise: a restricted picklist refuses them.
+            labels = st.one_of(st.sampled_from(["Excellent", "strong", "A+", "Purchase ", "Decision;Target"]),
+                               st.sampled_from(prop["enum"]).map(str.upper))
+            optional[name] = st.one_of(base, labels, any_text) if enum_junk else base
         else:
             optional[name] = num
     return st.fixed_dictionaries({}, optional=optional)
@@ -164,8 +169,11 @@ json_values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
     max_leaves=20,
 )
-# Schema-valid where the schema is strict (enums, bounded numbers a real company can have).
-valid_payloads = full_lead_response(numbers(1e7))
+# Schema-valid: enums as the schema lists them; numbers unbounded, as the OpenAPI file leaves them,
+# so many lie past a CRM field's range (NumberOfEmployees holds 8 digits, the scores 16).
+valid_payloads = full_lead_response(numbers(1e20))
+# The same, with any text where the schema has an enum (a label the CRM's picklist may lack).
+labelled_payloads = full_lead_response(numbers(1e20), enum_junk=True)
 # Anything a vendor might send back: junk enums, huge and non-finite numbers, wrong shapes.
 wild_payloads = st.one_of(
     full_lead_response(wild_numbers(), enum_junk=True),
@@ -200,14 +208,38 @@ def assert_type_and_length(target: str, value: Any, crm_field: CrmField) -> None
         assert crm_field.length and len(value) <= crm_field.length, (target, len(value), crm_field.length)
 
 
+def crm_refusal(target: str, payload: dict[str, Any], crm_field: CrmField) -> str | None:
+    """The Salesforce emulator's error code for the value the mapping picks for `target`, or None."""
+    candidate = MAPPING.fields[target].pick({"sixsense": payload})
+    if candidate is None or candidate.error:
+        return None
+    try:
+        value = canonical(candidate.value, crm_field)
+    except BadValue:
+        return None  # not even of the field's type: never sent either
+    if value is None:
+        return None
+    _, error = coerce_value(FIELDS_BY_LOWER[target.lower()], value)
+    return error["statusCode"] if error else None
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(payload=valid_payloads)
-def test_a_schema_valid_answer_maps_without_error_and_every_write_fits_its_field(crm_fields, payload):
+@given(payload=st.one_of(valid_payloads, labelled_payloads))
+@example(payload={"company": {"employeeCount": 10**12, "annualRevenue": "$1,000,000,000,000,000,000"},
+                  "scores": [{"product": "6sense", "company_intent_score": 10**17, "company_profile_score": -10**16,
+                              "company_profile_fit": "Excellent", "contact_grade": "A+"}]})
+def test_an_answer_maps_without_error_every_write_fits_and_every_value_the_crm_refuses_is_a_bad_value(
+        crm_fields, payload):
     before = copy.deepcopy(payload)
     decided = decisions_for(payload, crm_fields)
     assert payload == before, "mapping changed the provider's answer"
     for target, d in decided.items():
         _count("fits:decisions")
+        refused = crm_refusal(target, payload, crm_fields[target])
+        if refused is not None:
+            _count(f"fits:crm_would_refuse:{refused}")
+            assert (d.write, d.reason) == (False, "bad_value"), (target, refused, d)
+            assert d.detail.startswith(f"{target}: "), d.detail
         if not d.write:
             assert d.reason in ("no_value", "bad_value"), (target, d)
             continue
@@ -216,6 +248,27 @@ def test_a_schema_valid_answer_maps_without_error_and_every_write_fits_its_field
         # The CRM's own validation (the emulator applies Salesforce's per-record checks) accepts it.
         _, error = coerce_value(FIELDS_BY_LOWER[target.lower()], d.new_value)
         assert error is None, (target, d.new_value, error)
+
+
+RESTRICTED = {target: rule_.paths[0].steps[-1].name for target, rule_ in MAPPING.fields.items()
+              if FIELDS_BY_LOWER[target.lower()].restricted}
+
+
+@settings(max_examples=200, deadline=None)
+@given(target=st.sampled_from(sorted(RESTRICTED)),
+       label=st.one_of(st.sampled_from(["Excellent", "strong", "A+", " Decision ", "Decision;Target", "B"]),
+                       st.sampled_from(sorted({v for values in ENUMS.values() for v in values})), any_text))
+def test_a_label_a_restricted_picklist_lacks_is_a_bad_value_and_one_it_has_is_written(crm_fields, target, label):
+    payload = {"company": {}, "scores": [{"product": "6sense", RESTRICTED[target]: label}]}
+    d = decisions_for(payload, crm_fields)[target]
+    refused = crm_refusal(target, payload, crm_fields[target])
+    _count(f"picklist:{refused or ('written' if d.write else d.reason)}")
+    if refused is not None:
+        assert refused == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+        assert (d.write, d.reason) == (False, "bad_value") and ", ".join(crm_fields[target].picklist_values) in d.detail
+    else:
+        assert d.write or d.reason == "no_value", d
+        assert not d.write or d.new_value in crm_fields[target].picklist_values
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
