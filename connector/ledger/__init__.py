@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
+from psycopg.abc import Buffer
+from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -38,7 +40,26 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+    @event.listens_for(engine, "connect")
+    def _nul_free_text(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # PostgreSQL text cannot hold NUL, which CRM values and vendor bodies may carry: it is
+        # stored as U+FFFD instead of failing the whole statement (SQLite keeps it as is).
+        dbapi_connection.adapters.register_dumper(str, _NulFreeText)
+        dbapi_connection.adapters.register_dumper(str, _NulFreeBinary)
+
+    return engine
+
+
+class _NulFreeText(StrDumperUnknown):
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
+
+
+class _NulFreeBinary(StrBinaryDumper):
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
 
 
 def alembic_config(url: str) -> Config:

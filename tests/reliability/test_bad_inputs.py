@@ -276,3 +276,22 @@ def test_a_lead_with_a_10_kb_name_is_processed_and_values_are_cut_to_their_field
     writes = len(crm.applied_writes)
     again = night(settings, ledger)
     assert again.fields_written == 0 and len(crm.applied_writes) == writes
+
+
+def test_nul_bytes_in_crm_values_and_vendor_answers_do_not_break_the_ledger(make_sandbox, make_settings, ledger_url):
+    """PostgreSQL text cannot hold NUL; a CRM value or a vendor body can. The night goes on and
+    the ledger keeps what it can (NUL as U+FFFD on PostgreSQL)."""
+    box = make_sandbox()
+    crm = box["salesforce"]
+    nul_mail = crm.add_lead(LastName="Nul\x00", Company="Globex", Email="nul\x00@globex.example")
+    nul_answer = crm.add_lead(LastName="Answer", Company="Globex", Email="nulanswer@globex.example")
+    box["sixsense"].faults.add(Fault(path_prefix=ENRICH, status=422, body={"message": "bad \x00 input"}, count=1000))
+    settings = make_settings(box, ledger_url)
+    ledger = open_ledger(ledger_url, auto_migrate=True)
+    report = night(settings, ledger)
+    assert sum(report.states.values()) == report.polled == 30, report.states
+    [lead] = ledger.find_leads(key=nul_mail)
+    assert (lead.state, lead.reason) == ("skipped", "invalid_email")
+    assert "nul" in lead.email and "@globex.example" in lead.email
+    [other] = ledger.find_leads(key=nul_answer)
+    assert other.state == "failed" and "bad" in other.detail and "input" in other.detail
