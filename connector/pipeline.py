@@ -755,7 +755,7 @@ def run_source(
         report.polled = source_run.polled
     except ConnectorError as exc:
         report.status = "failed"
-        ledger.finish_run(run_id=run.id, status="failed", report={"error": redact(str(exc))})
+        _record_failed_run(ledger, run, exc)
         raise
     finally:
         if rt is not None:
@@ -766,6 +766,12 @@ def run_source(
     report.states = ledger.count_states(run_id=run.id)
     ledger.finish_run(run_id=run.id, status=report.status, report=report.as_dict())
     return report
+
+
+def _record_failed_run(ledger: Ledger, run: SyncRun, exc: ConnectorError) -> None:
+    """A run stopped by an error is finished as failed, with why (a dry run has no ledger row)."""
+    if run.id:
+        ledger.finish_run(run_id=run.id, status="failed", report={"error": redact(str(exc))})
 
 
 def run_once(
@@ -787,7 +793,11 @@ def run_once(
                                    window_start=window.start, window_end=window.end)
         assert started is not None
         run = started
-    rt = build_runtime(settings, ledger, limiter, source_name, context=context)
+    try:
+        rt = build_runtime(settings, ledger, limiter, source_name, context=context)
+    except ConnectorError as exc:
+        _record_failed_run(ledger, run, exc)
+        raise
     try:
         source_run = SourceRun(rt, run=run, window=window, via=via, mode=mode)
         if mode == "dry_run":
@@ -800,6 +810,9 @@ def run_once(
                 source_run.process_records(list(record_ids))
             else:
                 source_run.execute()
+    except ConnectorError as exc:
+        _record_failed_run(ledger, run, exc)
+        raise
     finally:
         rt.close()
     if mode != "dry_run":

@@ -30,3 +30,8 @@ def test_resync_of_a_malformed_record_id_is_an_input_error_with_the_bad_input_ex
     # Refused before any lead was read or enriched.
     assert not sandbox["salesforce"].log.entries(path_prefix="/services/data/v59.0/query")
     assert not sandbox["sixsense"].log.entries()
+    # The re-sync's run is finished as failed, with why, not left running forever.
+    from connector.ledger import open_ledger  # noqa: PLC0415
+
+    [run] = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}").runs()
+    assert run.kind == "resync" and run.status == "failed" and "is not a salesforce record id" in run.report["error"]
