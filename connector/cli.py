@@ -175,30 +175,28 @@ def _explain_one(ledger: Ledger, row: Any) -> None:
         + (f"\n{_short(row.detail, 400)}" if row.detail else ""),
         title="lead",
     ))
+    from connector.admin import lead_story  # noqa: PLC0415
+
+    story = lead_story(ledger, row)
     history = Table(title="history")
     for column in ("when (UTC)", "via", "run", "state", "reason", "detail"):
         history.add_column(column)
-    for event in ledger.lead_events(lead_id=row.id):
+    for event in story.history:
         history.add_row(f"{event.at:%Y-%m-%d %H:%M:%S}", event.via, str(event.run_id or ""), event.state,
                         event.reason, _short(event.detail, 120))
     console.print(history)
-    writes = ledger.field_writes(lead_id=row.id)
-    if not writes:
+    if story.latest_run is None:
         console.print("No field decisions recorded (the lead was not enriched).")
         return
-    latest_run = max((w.run_id or 0) for w in writes)
-    table = Table(title=f"fields (run {latest_run})")
+    table = Table(title=f"fields (run {story.latest_run})")
     for column in ("field", "decision", "reason", "CRM value before", "new value", "from", "write state"):
         table.add_column(column)
-    for w in writes:
-        if (w.run_id or 0) != latest_run:
-            continue
+    for w in story.fields:
         table.add_row(w.field, w.decision, w.reason, _short(w.old_value), _short(w.new_value),
-                      _short(w.rule), w.state if w.decision == "write" else "")
+                      _short(w.rule), w.write_state or "")
     console.print(table)
-    earlier = [w for w in writes if w.decision == "write" and (w.run_id or 0) != latest_run]
-    for w in earlier:
-        console.print(f"earlier: run {w.run_id} wrote {w.field} = {_short(w.new_value)} ({w.state}, {w.reason})")
+    for w in story.earlier_writes:
+        console.print(f"earlier: run {w.run_id} wrote {w.field} = {_short(w.new_value)} ({w.write_state}, {w.reason})")
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -270,7 +268,7 @@ def resync(
     every failed/deferred lead (optionally by reason)."""
     from datetime import datetime, timezone  # noqa: PLC0415
 
-    from connector.pipeline import run_once  # noqa: PLC0415
+    from connector.admin import resync_now, select_for_resync  # noqa: PLC0415
 
     keys = list(leads or [])
     if file is not None:
@@ -296,34 +294,19 @@ def resync(
     try:
         with _vendors(config) as settings:
             services = open_services(settings)
-            by_source: dict[str, list[str]] = {}
-            unknown: list[str] = []
-            for key in keys:
-                found = [l for l in services.ledger.find_leads(key=key) if source in (None, l.source)]
-                if not found and source:
-                    by_source.setdefault(source, []).append(key)  # a record the ledger never saw
-                elif not found:
-                    unknown.append(key)
-                for lead in found:
-                    by_source.setdefault(lead.source, []).append(lead.record_id)
-            if states or start or end:
-                for lead in services.ledger.select_leads(source=source, states=states, reason=reason,
-                                                         created_from=start, created_to=end):
-                    by_source.setdefault(lead.source, []).append(lead.record_id)
-            for key in unknown:
+            selection = select_for_resync(services.ledger, keys, source=source, states=states, reason=reason,
+                                          created_from=start, created_to=end)
+            for key in selection.unknown:
                 console.print(f"'{_short(key)}' is not in the ledger; give --source to re-sync it by record id")
-            if not by_source:
+            if not selection.by_source:
                 console.print("no lead matches; nothing to do")
                 return
             unfinished = 0
-            for name, ids in by_source.items():
-                ids = list(dict.fromkeys(ids))
+            for name, ids in selection.by_source.items():
                 if dry_run:
                     _print_preview(name, _dry_run(settings, services, name, ids), settings)
                     continue
-                result = run_once(settings, services.ledger, services.limiter, name, via="resync", record_ids=ids,
-                                  context=services.context())
-                states_now = services.ledger.count_states(run_id=result.run_id)
+                states_now = resync_now(settings, services, name, ids)
                 console.print(f"{name}: re-synced {len(ids)} lead(s): "
                               + ", ".join(f"{k} {v}" for k, v in sorted(states_now.items())), highlight=False)
                 unfinished += sum(v for k, v in states_now.items() if k.startswith(("deferred", "failed")))

@@ -290,6 +290,14 @@ class CelerySettings(_Model):
     task_time_limit_seconds: int = Field(default=1800, gt=0)
     # Leads per batch task: small batches keep every worker busy to the end of the night.
     batch_size: int = Field(default=50, ge=1, le=2000)
+    # Beat runs on redbeat: the schedule and a lock live in Redis (None: the broker's), so a second
+    # beat stands by. The leader renews the lock every fifth of the timeout; when it dies, a standby
+    # takes over once the lock expires (polling every fifth of the timeout).
+    beat_redis_url: str | None = None
+    beat_key_prefix: str = "connector:beat:"
+    beat_lock_timeout_seconds: int = Field(default=300, ge=2)
+    # Tests only: send the kick-off every this many seconds instead of nightly at window.start.
+    kickoff_every_seconds: float | None = Field(default=None, gt=0)
 
 
 class WebhookSettings(_Model):
@@ -315,6 +323,9 @@ class WebhookSettings(_Model):
     # Batches one webhook process works on at once (threads); each batch takes every lead waiting
     # (up to 50) through the pipeline together.
     workers: int = Field(default=8, ge=1, le=64)
+    # Bearer token of the admin API (/admin/..., connector.admin_api) served beside the webhook;
+    # None: no admin API is mounted.
+    admin_token: SecretStr | None = Field(default=None, min_length=16)
 
     @field_validator("secrets", mode="after")
     @classmethod

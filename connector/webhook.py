@@ -3,6 +3,7 @@
     POST /webhook/marketo/lead      the lead's tokens, JSON or form-encoded (Marketo REST names)
     GET  /healthz                   liveness
     GET  /openapi.json              the schema, accurate for every status code below
+    /admin/...                      the admin API (connector.admin_api), when webhook.admin_token is set
 
 Every call is checked before anything else happens, in this order, and a refused call never
 enqueues work, never spends a credit and never echoes a secret:
@@ -77,6 +78,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from connector.admin_api import AdminApi, ResyncSubmit
 from connector.errors import ConfigError, ConnectorError, MappingError
 from connector.ledger.store import IN_FLIGHT
 from connector.ledger.tables import SyncRun
@@ -95,6 +97,7 @@ SIGNATURE_HEADER = "X-Connector-Signature"
 MAX_ID = 10**16 - 1
 _FORM_ID = re.compile(r"[1-9][0-9]{0,15}")
 MAX_EMAIL = 320
+SCHEMA_TTL_SECONDS = 600.0  # the shared runtime (Marketo schema and token) is rebuilt this often
 ACK_STATUSES = ("queued", "done", "skipped", "failed", "duplicate")
 MISCONFIGURED = {"error": "misconfigured", "detail": "the connector cannot process leads: see its log", "field": None}
 UNAVAILABLE = {"error": "unavailable", "detail": "the lead could not be taken now (its log says why); "
@@ -285,11 +288,13 @@ class LeadRunner:
     Marketo token and a leads/describe call (one call of Marketo's daily quota per lead). That is
     ~130 ms of CPU per call, which 20 concurrent senders queue behind. This does what run_once
     does (a run of its own, the same SourceRun and ledger calls) on a Runtime built once and
-    rebuilt after `schema_ttl` seconds, so a field added in Marketo is seen. To be replaced by
-    `run_once(..., runtime=...)` once the pipeline takes one."""
+    rebuilt after `schema_ttl` seconds (default 10 minutes, divided by time_scale like every other
+    wait), so a field added in Marketo is seen. To be replaced by `run_once(..., runtime=...)` once
+    the pipeline takes one."""
 
-    def __init__(self, settings: Settings, services: Services, *, schema_ttl: float = 600.0) -> None:
-        self.settings, self.services, self.schema_ttl = settings, services, schema_ttl
+    def __init__(self, settings: Settings, services: Services, *, schema_ttl: float | None = None) -> None:
+        self.settings, self.services = settings, services
+        self.schema_ttl = schema_ttl if schema_ttl is not None else SCHEMA_TTL_SECONDS / settings.time_scale
         self._lock = threading.Lock()
         self._current: _Slot | None = None
         self._closed = False
@@ -709,20 +714,29 @@ class Webhook:
 # ---- the app --------------------------------------------------------------------------------
 
 
-def create_app(settings: Settings, services: Services, submit: Submit | None = None) -> FastAPI:
+def create_app(settings: Settings, services: Services, submit: Submit | None = None, *,
+               resync: ResyncSubmit | None = None) -> FastAPI:
     """The webhook app. `submit(record_id)` finishes a lead after a 202 (default: an in-process
     thread pool; Celery deployments pass `celery_submit()`). `app.state.webhook.close()` stops
-    the pools (the lifespan does it under uvicorn)."""
+    the pools (the lifespan does it under uvicorn). With webhook.admin_token set it also serves the
+    admin API (connector.admin_api; `resync(source, record_ids)` runs its re-syncs, default: a
+    background thread; `app.state.admin.close()` waits for them)."""
     webhook = Webhook(settings, services, submit)
+    admin = AdminApi(settings, services, resync) if settings.webhook.admin_token is not None else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
         yield
         webhook.close()
+        if admin is not None:
+            admin.close()
 
     app = FastAPI(title="CRM enrichment connector: webhook", version="1", lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     app.state.webhook = webhook
+    app.state.admin = admin
+    if admin is not None:
+        app.include_router(admin.router)
 
     @app.post(LEAD_PATH, operation_id="marketoLeadCreated", summary="Marketo 'Person is Created' webhook")
     async def marketo_lead(request: Request) -> Response:
@@ -787,9 +801,9 @@ def _describe(schema: dict[str, Any], webhook: Webhook) -> None:
                            "field": {"type": ["string", "null"]}},
         },
     })
-    components["securitySchemes"] = {"MarketoToken": {
+    components.setdefault("securitySchemes", {})["MarketoToken"] = {
         "type": "apiKey", "in": "header", "name": "Authorization",
-        "description": "'Token <secret>', a Marketo custom header; one of webhook.secrets."}}
+        "description": "'Token <secret>', a Marketo custom header; one of webhook.secrets."}
 
     def ref(name: str) -> dict[str, str]:
         return {"$ref": f"#/components/schemas/{name}"}

@@ -5,6 +5,11 @@ is delivered again), prefetch 1 (a dead worker takes no reserved tasks with it),
 timeout longer than the longest task (a slow batch is not delivered twice), no results stored
 (the ledger is the record). Redelivery is safe: tasks take ids and the ledger makes effects
 idempotent.
+
+Beat runs on redbeat (`celery -A tasks.app beat` picks it from beat_scheduler): the schedule and a
+lock live in Redis, so two beats can run and only the lock holder sends. The leader renews the lock
+every tick (at most a fifth of the lock timeout apart); a standby polls for it as often and takes
+over once a dead leader's lock expires. The ledger still makes a duplicate kick-off a no-op.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tasks.schedule import beat_schedule
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or load_settings()
     celery_settings = settings.celery
+    lock_timeout = celery_settings.beat_lock_timeout_seconds
     app = Celery("connector", broker=celery_settings.broker_url, include=["tasks.sync"])
     transport = {"visibility_timeout": celery_settings.visibility_timeout_seconds}
     app.conf.update(
@@ -40,6 +46,12 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_soft_time_limit=max(1, celery_settings.task_time_limit_seconds - 30),
         worker_hijack_root_logger=False,
         beat_schedule=beat_schedule(settings),
+        beat_scheduler="redbeat.RedBeatScheduler",
+        beat_max_loop_interval=lock_timeout / 5,
+        redbeat_redis_url=celery_settings.beat_redis_url or celery_settings.broker_url,
+        redbeat_key_prefix=celery_settings.beat_key_prefix,
+        redbeat_lock_timeout=lock_timeout,
+        redbeat_redis_options={},  # not the broker's transport options
         timezone="UTC",
         enable_utc=True,
     )

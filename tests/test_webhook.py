@@ -100,10 +100,13 @@ def start_hook(make_sandbox, make_settings, ledger_url) -> Iterator[Callable[...
     hooks: list[Hook] = []
 
     def start(*, mode: str = "respond", latency: float = 0.0, budget: float = 10.0, forward: bool = True,
-              default_queue: bool = False, overrides: dict[str, Any] | None = None, **webhook: Any) -> Hook:
-        box = make_sandbox(vendors=["marketo", "sixsense"], extra={"sixsense": {"latency_seconds": latency}})
+              default_queue: bool = False, overrides: dict[str, Any] | None = None, time_scale: float = 1.0,
+              **webhook: Any) -> Hook:
+        box = make_sandbox(vendors=["marketo", "sixsense"], extra={"sixsense": {"latency_seconds": latency}},
+                           time_scale=time_scale)
         settings = make_settings(box, ledger_url, webhook={"secrets": [SECRET, OLD_SECRET], "mode": mode,
-                                                           "budget_seconds": budget, **webhook}, **(overrides or {}))
+                                                           "budget_seconds": budget, **webhook},
+                                 time_scale=time_scale, **(overrides or {}))
         services = open_services(settings, auto_migrate=True)
         spy = SubmitSpy()
         queue = InProcessQueue(settings, services)
@@ -212,8 +215,23 @@ def test_a_slow_provider_gets_202_and_the_lead_is_written_once_through_marketo(s
     assert hook.enrichments() == 1  # the queued task reused the answer the late attempt bought
 
 
-def test_five_concurrent_deliveries_enrich_once_and_write_once(start_hook):
-    hook = start_hook(latency=0.3)
+# Guide §7 test 11. "Later" is ten minutes on a compressed clock: time_scale divides the vendors'
+# windows and the connector's own waits alike. The replay guard itself has no window (the ledger
+# keeps every lead it has seen), so the replay comes once every short-lived piece of the webhook's
+# state is past: the in-process guard (released with the reply), the delivery's window
+# (webhook.budget_seconds) and the shared runtime with its Marketo schema and token, rebuilt after
+# 10 minutes (webhook.SCHEMA_TTL_SECONDS / time_scale). A second lead sent with the replay shows
+# that horizon was crossed: its runtime is built afresh (a new leads/describe call).
+TIME_SCALE = 300.0
+TEN_MINUTES = 600.0
+LATER = TEN_MINUTES / TIME_SCALE + 0.5  # in real seconds, with a margin
+DESCRIBE = "/rest/v1/leads/describe"
+
+
+@pytest.mark.parametrize("mode", ["respond", "writeback"])
+def test_five_concurrent_deliveries_enrich_once_and_write_once(start_hook, mode):
+    assert webhook_module.SCHEMA_TTL_SECONDS <= TEN_MINUTES
+    hook = start_hook(mode=mode, latency=0.3, budget=TEN_MINUTES / TIME_SCALE, time_scale=TIME_SCALE)
     lead_id = hook.new_lead()
     payload = {"id": lead_id, "email": "pat@globex.example", "company": "Globex"}
     barrier = threading.Barrier(5)
@@ -231,26 +249,50 @@ def test_five_concurrent_deliveries_enrich_once_and_write_once(start_hook):
         t.join()
 
     assert sorted(r.status_code for r in replies) == [200] * 5
-    with_values = [r.json() for r in replies if not next(iter(r.json())).startswith("@")]
-    assert len(with_values) == 1 and with_values[0]["sixsenseCompanyName"] == GLOBEX["name"]
-    for reply in replies:
-        if reply.json() not in with_values:
-            assert_unmappable(reply.json())
-            assert reply.json()["@status"] == "duplicate"
+    duplicates = [r.json() for r in replies if r.json().get("@status") == "duplicate"]
+    assert len(duplicates) == 4
+    for body in duplicates:
+        assert_unmappable(body)
+    [first] = [r.json() for r in replies if r.json().get("@status") != "duplicate"]
+    if mode == "respond":  # the one reply Marketo's response mapping writes from
+        assert first["sixsenseCompanyName"] == GLOBEX["name"]
+        assert hook.box["marketo"].applied_writes == []
+    else:
+        assert first == {"@status": "done", "@lead": str(lead_id), "@reason": "written"}
+        [write] = hook.writes_of(lead_id)
+        assert write["fields"]["sixsenseCompanyName"] == GLOBEX["name"]
     assert hook.enrichments() == 1
 
-    # Delivered once more, later: a no-op too.
-    time.sleep(0.5)
+    # Delivered once more, ten minutes later: a no-op too, which touches no vendor and no run.
+    time.sleep(LATER)
+    runs_before = len(hook.ledger.runs(limit=100))
+    marketo_before = len(hook.box["marketo"].log.entries())
     again = hook.post(payload)
-    assert again.status_code == 200 and again.json()["@status"] == "duplicate"
+    assert again.status_code == 200 and again.json() == {"@status": "duplicate", "@lead": str(lead_id),
+                                                         "@reason": "already_received"}
+    assert len(hook.box["marketo"].log.entries()) == marketo_before
+    assert len(hook.ledger.runs(limit=100)) == runs_before
     assert hook.enrichments() == 1
+    assert len(hook.writes_of(lead_id)) == (0 if mode == "respond" else 1)
+    assert lead_state(hook, lead_id) == ("done", "responded" if mode == "respond" else "written")
     assert hook.spy.calls == []
-    assert hook.box["marketo"].applied_writes == []
-    # One delivery recorded (the replay guard) and one pipeline run, for six deliveries.
-    runs = {r.run_key.rsplit(":", 1)[0]: r for r in hook.ledger.runs(limit=100) if r.kind == "webhook"}
-    assert len(hook.ledger.runs(limit=100)) == 2
-    assert runs["marketo:webhook-lead"].report["outcome"] == "done(responded)"
-    assert runs["marketo:webhook"].report["states"] == {"done(responded)": 1}
+
+    # The clock really moved ten connector minutes: a new lead now gets a freshly built runtime.
+    describes = len(hook.box["marketo"].log.entries(path_prefix=DESCRIBE))
+    other = hook.new_lead(email="grace.h@globex.example")
+    assert hook.post({"id": other, "email": "grace.h@globex.example"}).status_code == 200
+    assert len(hook.box["marketo"].log.entries(path_prefix=DESCRIBE)) == describes + 1
+    assert hook.enrichments() == 2  # the other lead's; still one for the replayed lead
+
+    # One delivery recorded (the replay guard) and one pipeline run per lead, for seven deliveries.
+    runs = [r for r in hook.ledger.runs(limit=100) if r.kind == "webhook"]
+    assert len(hook.ledger.runs(limit=100)) == 4
+    guards = {r.run_key: r for r in runs if r.run_key.startswith("marketo:webhook-lead:")}
+    expected = "done(responded)" if mode == "respond" else "done(written)"
+    assert guards[f"marketo:webhook-lead:{lead_id}"].report["outcome"] == expected
+    print(f"\ntest 11 ({mode}): 6 deliveries, statuses {sorted(r.status_code for r in replies)} + "
+          f"{again.status_code}, 6sense calls for the lead 1, Marketo writes {len(hook.writes_of(lead_id))}, "
+          f"the replay {LATER:.1f} s later = {LATER * TIME_SCALE / 60:.1f} min on the clock")
 
 
 def test_concurrent_deliveries_to_two_processes_write_once(start_hook):
