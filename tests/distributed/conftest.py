@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -28,24 +29,34 @@ REDIS = "redis://127.0.0.1:6379"
 class Cluster:
     """Worker processes plus a Celery client app for one test."""
 
-    def __init__(self, config: Path, settings: Settings, tmp: Path) -> None:
+    def __init__(self, config: Path, settings: Settings, tmp: Path,
+                 transport_options: dict[str, Any] | None = None) -> None:
         self.config, self.settings, self.tmp = config, settings, tmp
         self.app = create_app(settings)
         self.workers: list[subprocess.Popen[bytes]] = []
+        # Kombu transport options the workers add to the app's (e.g. how often they look for
+        # unacknowledged messages past the visibility timeout); none: `celery -A tasks.app`.
+        self.transport_options = transport_options or {}
 
-    def start_worker(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
+    def start_worker(self, concurrency: int = 2, loglevel: str = "warning") -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
         env["CONNECTOR_CONFIG"] = str(self.config)
         name = f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}@%h"
         log = open(self.tmp / f"{name.split('@')[0]}.log", "wb")  # noqa: SIM115
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "-Q", "night,realtime,admin",
-             "-c", str(concurrency), "--pool", "prefork", "-n", name, "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-l", "warning"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        argv = ["worker", "-Q", "night,realtime,admin", "-c", str(concurrency), "--pool", "prefork", "-n", name,
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", loglevel]
+        if self.transport_options:
+            boot = ("import json, sys; from tasks.app import app; app.conf.broker_transport_options = "
+                    "{**app.conf.broker_transport_options, **json.loads(sys.argv[1])}; app.worker_main(sys.argv[2:])")
+            command = [sys.executable, "-c", boot, json.dumps(self.transport_options), *argv]
+        else:
+            command = [sys.executable, "-m", "celery", "-A", "tasks.app", *argv]
+        worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.workers.append(worker)
         return worker
+
+    def live_workers(self) -> list[subprocess.Popen[bytes]]:
+        return [w for w in self.workers if w.poll() is None]
 
     def kill(self, worker: subprocess.Popen[bytes]) -> None:
         """SIGKILL the worker and its pool processes at once (a machine dying)."""
@@ -65,8 +76,20 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, signal.SIGKILL)
 
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("w*.log"))
+    def drain(self, timeout: float = 30) -> None:
+        """Warm shutdown of the live workers (SIGTERM to each main process only): their running
+        tasks finish first, so none of their requests is still in flight when the test reads
+        what the emulators applied."""
+        live = self.live_workers()
+        for worker in live:
+            os.kill(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for worker in live:
+            worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+
+    def logs(self, tail: int | None = 3000) -> str:
+        """Every worker's log (the last `tail` characters of each; None: all of it)."""
+        return "\n".join(p.read_text(errors="replace")[-tail if tail else 0:] for p in self.tmp.glob("w*.log"))
 
 
 @pytest.fixture
@@ -75,7 +98,7 @@ def cluster(tmp_path: Path, postgres_url: str) -> Iterator[Callable[..., Cluster
     broker_db = random.randint(2, 15)
     redis.Redis.from_url(f"{REDIS}/{broker_db}").flushdb()
 
-    def make(box: Any, **overrides: Any) -> Cluster:
+    def make(box: Any, *, transport_options: dict[str, Any] | None = None, **overrides: Any) -> Cluster:
         document = yaml.safe_load(bundled_path("settings.example.yaml").read_text())
         document = deep_merge(document, {
             "data_dir": str(tmp_path / "data"), "sandbox": {"enabled": False}, "workers": 4,
@@ -88,7 +111,7 @@ def cluster(tmp_path: Path, postgres_url: str) -> Iterator[Callable[..., Cluster
         config = tmp_path / f"cluster-{len(made)}.yaml"
         config.write_text(yaml.safe_dump(document, allow_unicode=True))
         open_ledger(postgres_url, auto_migrate=True).engine.dispose()
-        cluster = Cluster(config, load_settings(config), tmp_path)
+        cluster = Cluster(config, load_settings(config), tmp_path, transport_options)
         made.append(cluster)
         return cluster
 
