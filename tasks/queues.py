@@ -6,4 +6,4 @@ from enum import Enum
 class Queue(str, Enum):
     NIGHT = "night"  # the nightly kick-off, polling and batches
     REALTIME = "realtime"  # the webhook's leads: never stuck behind a night's batches
-    ADMIN = "admin"  # re-syncs started by an operator
+    ADMIN = "admin"  # re-syncs started by an operator, and the sweeper (never behind a night's backlog)

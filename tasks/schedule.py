@@ -39,6 +39,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "sweep-lost-leads": {
             "task": "connector.sweep",
             "schedule": float(settings.celery.sweep_every_seconds),
-            "options": {"queue": Queue.NIGHT.value, "expires": settings.celery.sweep_every_seconds},
+            # Not behind the night's backlog: a sweep must run while the batches wait.
+            "options": {"queue": Queue.ADMIN.value, "expires": settings.celery.sweep_every_seconds},
         },
     }

@@ -105,9 +105,9 @@ def sweep() -> int:
     requeued = 0
     for source in enabled_sources(svc.settings):
         by_run: dict[int, list[str]] = defaultdict(list)
-        for lead in svc.ledger.stale_leads(source=source, queued_before=queued_before, now=now):
-            if lead.run_id is not None:
-                by_run[lead.run_id].append(lead.record_id)
+        for record_id, run_id in svc.ledger.requeue_stale_leads(source=source, queued_before=queued_before, now=now):
+            if run_id is not None:
+                by_run[run_id].append(record_id)
         for run_id, ids in by_run.items():
             size = svc.settings.celery.batch_size
             for start in range(0, len(ids), size):

@@ -119,3 +119,34 @@ def test_resync_from_a_file_and_a_created_date_range(sandbox, write_config, ledg
     assert len(writes) == 22  # the night's 21, and Judy's emptied field once
     bad = connector("resync", "--from", "yesterday", "--config", config, cwd=tmp_path)
     assert bad.returncode == 2 and "--from 'yesterday' is not a date" in bad.stderr
+
+
+def test_the_sweeper_takes_a_lost_lead_back_once_per_grace_period(ledger_url):
+    """A lead still `new` past the grace (a lost task) or in flight with an expired claim (a dead
+    worker) is handed back once; the next sweep leaves it alone until another grace has passed."""
+    from datetime import datetime, timedelta, timezone  # noqa: PLC0415
+
+    ledger = open_ledger(ledger_url, auto_migrate=True)
+    now = datetime.now(timezone.utc)
+    run = ledger.start_run(run_key="salesforce:night:test", source="salesforce", kind="night",
+                           window_start=now, window_end=now + timedelta(hours=2))
+    ledger.register_leads(source="salesforce", run_id=run.id, leads=[
+        ("00Q000000000001AAA", "a@x.example", now - timedelta(days=1)),
+        ("00Q000000000002AAA", "b@x.example", now - timedelta(days=2)),
+        ("00Q000000000003AAA", "c@x.example", now)])
+    claimed = ledger.claim_leads(source="salesforce", run_id=run.id, ttl=timedelta(seconds=-1), via="night",
+                                 leads=[("00Q000000000003AAA", "c@x.example", now)])  # a worker that died
+    assert list(claimed) == ["00Q000000000003AAA"]
+
+    later = now + timedelta(minutes=11)
+    first = ledger.requeue_stale_leads(source="salesforce", queued_before=later - timedelta(minutes=10), now=later)
+    assert first == [("00Q000000000002AAA", run.id), ("00Q000000000001AAA", run.id), ("00Q000000000003AAA", run.id)]
+    again = ledger.requeue_stale_leads(source="salesforce", queued_before=later - timedelta(minutes=10),
+                                       now=later + timedelta(seconds=60))
+    assert again == []  # queued a minute ago: not again before the grace has passed
+    much_later = later + timedelta(minutes=11)
+    assert len(ledger.requeue_stale_leads(source="salesforce", queued_before=much_later - timedelta(minutes=10),
+                                          now=much_later)) == 3
+    [lead] = ledger.find_leads(key="00Q000000000003AAA")
+    assert lead.state == "new" and [e.via for e in ledger.lead_events(lead_id=lead.id)][-1] == "sweep"
+    ledger.engine.dispose()

@@ -253,17 +253,33 @@ class Ledger(CreditAccounts):
                 query = query.where(Lead.source == source)
             return [tuple(row) for row in s.exec(query.order_by(Lead.source, Lead.state)).all()]  # type: ignore[misc]
 
-    def stale_leads(self, *, source: str, queued_before: datetime, now: datetime, limit: int = 5000) -> list[Lead]:
-        """Leads whose work was lost: still `new` since before `queued_before`, or claimed by a
-        worker whose claim expired (it died)."""
+    def requeue_stale_leads(self, *, source: str, queued_before: datetime, now: datetime,
+                            limit: int = 5000) -> list[tuple[str, int | None]]:
+        """Take back the leads whose work was lost: still `new` since before `queued_before` (a
+        lost task), or in flight with an expired claim (a dead worker). They become `new` again,
+        queued as of `now`, so the next sweep leaves them alone for another grace period. Returns
+        (record id, run id) of each, oldest first, for the caller to queue."""
+        stale = or_((Lead.state == "new") & (col(Lead.updated_at) < queued_before),
+                    col(Lead.state).in_(IN_FLIGHT) & (col(Lead.claimed_until) < now))
         with self.session() as s:
-            return list(s.exec(
-                select(Lead).where(
-                    Lead.source == source,
-                    or_((Lead.state == "new") & (col(Lead.updated_at) < queued_before),
-                        col(Lead.state).in_(IN_FLIGHT) & (col(Lead.claimed_until) < now)),
-                ).order_by(col(Lead.crm_created_at), col(Lead.id)).limit(limit)
-            ))
+            conn = s.connection()
+            ids = [row[0] for row in conn.execute(
+                select(Lead.id).where(Lead.source == source, stale)
+                .order_by(col(Lead.crm_created_at), col(Lead.id)).limit(limit))]
+            if not ids:
+                return []
+            # The condition again: a worker may have claimed one since the select.
+            taken = conn.execute(
+                update(Lead).where(col(Lead.id).in_(ids), stale)
+                .values(state="new", claimed_until=None, updated_at=now)
+                .returning(Lead.id, Lead.record_id, Lead.run_id, Lead.crm_created_at)).all()
+            if taken:
+                conn.execute(insert(LeadEvent), [
+                    {"lead_id": lead_id, "run_id": run_id, "at": now, "via": "sweep", "state": "new",
+                     "reason": "requeued", "detail": "queued again: its task was lost or its worker stopped"}
+                    for lead_id, _, run_id, _ in taken])
+        ordered = sorted(taken, key=lambda r: (r.crm_created_at is None, r.crm_created_at or now, r.id))
+        return [(record_id, run_id) for _, record_id, run_id, _ in ordered]
 
     def run(self, *, run_id: int) -> SyncRun | None:
         with self.session() as s:

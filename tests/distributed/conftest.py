@@ -64,7 +64,9 @@ class Cluster:
         worker.wait(timeout=10)
 
     def send(self, task: str, *args: Any, **kwargs: Any) -> None:
-        self.app.send_task(task, args=list(args), kwargs=kwargs, queue="night")
+        """Send a task to the queue beat or the dispatcher would (the sweeper: admin, else night)."""
+        queue = "admin" if task == "connector.sweep" else "night"
+        self.app.send_task(task, args=list(args), kwargs=kwargs, queue=queue)
 
     def stop(self) -> None:
         for worker in self.workers:
