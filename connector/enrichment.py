@@ -19,14 +19,15 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from connector.budgets import budget_refusal
 from connector.errors import ConfigError, ConnectorError, NoMatch, QuotaExhausted, WindowClosed
+from connector.heartbeat import keep_alive
 from connector.ledger import BudgetPeriod, Ledger
 from connector.ledger.tables import Enrichment
 from connector.models import LeadIdentity, ProviderAnswer
@@ -326,26 +327,11 @@ class Enricher:
                 charges[key] = provider.credits_for(payload)
         return charges
 
-    @contextmanager
-    def _heartbeat(self, endpoint: str, token: str, keys: list[str]) -> Iterator[None]:
-        """Refresh our lookup claims every third of their TTL while the calls run, so only a dead
-        worker's claims expire (and another worker takes them over)."""
-        done = threading.Event()
-
-        def beat() -> None:
-            while not done.wait(self.claim_ttl.total_seconds() / 3):
-                try:
-                    self.ledger.refresh_lookups(endpoint=endpoint, token=token, keys=keys, ttl=self.claim_ttl)
-                except Exception:  # noqa: BLE001  (a missed beat only shortens the claim)
-                    log.warning("could not refresh lookup claims", exc_info=True)
-
-        thread = threading.Thread(target=beat, name="claim-heartbeat", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join(timeout=5)
+    def _heartbeat(self, endpoint: str, token: str, keys: list[str]) -> AbstractContextManager[None]:
+        """Refresh our lookup claims every third of their TTL while the calls run."""
+        return keep_alive(lambda: self.ledger.refresh_lookups(endpoint=endpoint, token=token, keys=keys,
+                                                              ttl=self.claim_ttl),
+                          every=self.claim_ttl.total_seconds() / 3, name="lookup-claims")
 
 
 def _cached(name: str, row: Enrichment) -> ProviderAnswer:

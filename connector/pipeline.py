@@ -30,6 +30,7 @@ from connector.errors import (
     TransientError,
     WindowClosed,
 )
+from connector.heartbeat import keep_alive
 from connector.ledger import Ledger, idempotency_key
 from connector.ledger.store import FieldHistory, LeadHistory, StateChange
 from connector.ledger.tables import FieldWrite, SyncRun
@@ -358,13 +359,21 @@ class SourceRun:
             return
         rt = self.rt
         email_field = rt.mapping.identity["email"]
+        ttl = timedelta(seconds=rt.settings.claim_ttl_seconds)
         owned = rt.ledger.claim_leads(
-            source=self.source_name, run_id=self.run_id, ttl=timedelta(seconds=rt.settings.claim_ttl_seconds),
-            via=self.via,
+            source=self.source_name, run_id=self.run_id, ttl=ttl, via=self.via,
             leads=[(c.record_id, str(c.values.get(email_field) or "").strip()[:320], c.created_at) for c in leads],
         )
         self.total -= len(leads) - len(owned)
-        works = [LeadWork(owned[c.record_id], c) for c in leads if c.record_id in owned]
+        # The claims are renewed while the chunk runs (a slow CRM write, a long limiter wait): only
+        # a dead worker's leads expire and go to another worker.
+        with keep_alive(lambda: rt.ledger.refresh_lead_claims(lead_ids=list(owned.values()), run_id=self.run_id,
+                                                             ttl=ttl),
+                        every=ttl.total_seconds() / 3, name="lead-claims"):
+            self._work_chunk([LeadWork(owned[c.record_id], c) for c in leads if c.record_id in owned])
+
+    def _work_chunk(self, works: list[LeadWork]) -> None:
+        rt = self.rt
         histories = rt.ledger.field_histories(lead_ids=[w.lead_id for w in works])
         for work in works:
             work.history = histories[work.lead_id]

@@ -202,6 +202,15 @@ class Ledger(CreditAccounts):
                      "reason": "", "detail": ""} for lead_id, _ in claimed])
             return {record_id: lead_id for lead_id, record_id in claimed}
 
+    def refresh_lead_claims(self, *, lead_ids: list[int], run_id: int, ttl: timedelta) -> None:
+        """Keep this run's claims on leads it is still working on."""
+        if not lead_ids:
+            return
+        with self.session() as s:
+            s.connection().execute(
+                update(Lead).where(col(Lead.id).in_(lead_ids), Lead.run_id == run_id, col(Lead.state).in_(IN_FLIGHT))
+                .values(claimed_until=utcnow() + ttl))
+
     def register_leads(self, *, source: str, leads: list[tuple[str, str, datetime | None]], run_id: int) -> None:
         """Record polled leads before their work is queued, so a lost task loses no lead: the
         sweeper finds them still `new`. Leads already known keep their state."""

@@ -209,9 +209,10 @@ def batches_settled(log: str) -> bool:
 def test_a_write_slower_than_the_visibility_timeout_is_delivered_twice_and_applied_once(sandbox, cluster,
                                                                                          postgres_url):
     crm = sandbox["salesforce"]
-    # The slow write's claim (claim_ttl_seconds) outlasts it; the workers look for messages past
-    # the visibility timeout every second instead of kombu's default of every ~100 s.
-    c = cluster(sandbox, claim_ttl_seconds=60, celery={"visibility_timeout_seconds": VISIBILITY_TIMEOUT},
+    # The lead claims last 6 s, less than the write: the worker renews them while it waits, so the
+    # second delivery finds them held. The workers look for messages past the visibility timeout
+    # every second instead of kombu's default of every ~100 s.
+    c = cluster(sandbox, claim_ttl_seconds=6, celery={"visibility_timeout_seconds": VISIBILITY_TIMEOUT},
                 transport_options={"unacked_restore_interval": 1, "unacked_restore_throttle": 1})
     crm.faults.add(Fault(path_prefix=WRITE_PATH, method="PATCH", status=0, delay_seconds=SLOW_WRITE_SECONDS))
     c.start_worker(concurrency=1, loglevel="info")
