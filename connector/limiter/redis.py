@@ -3,8 +3,10 @@
 Each acquire is one Lua script (redis-py `register_script`, EVALSHA) that reads the server's
 clock (`TIME`), so worker clock drift cannot loosen a limit. Per vendor key it keeps:
 
-* `{key}:win`   sorted set, one member per call in the sliding window (score: ms; moved to the
-                call's end when the permit is released)
+* `{key}:win`   sorted set, one member per call in the sliding window (score: ms). While the call
+                runs its score is its lease's end, so a call that outlives the window keeps its
+                slot; the release moves it to the call's end (a dead worker's slot goes a window
+                after its lease)
 * `{key}:fly`   sorted set of leases, one per call in flight (score: lease expiry in ms); a lease
                 is refreshed while its call runs and reclaimed when a dead worker stops refreshing
 * `{key}:cool`  shared cooldown (ms) after a 429: extended, never shortened
@@ -19,6 +21,7 @@ TransientError: a call is never made without a grant.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -54,8 +57,10 @@ local paused = tonumber(redis.call('GET', cool) or '0')
 if paused > now then return {0, paused - now} end
 redis.call('ZREMRANGEBYSCORE', win, '-inf', now - per_ms)
 if redis.call('ZCARD', win) >= requests then
-  local oldest = redis.call('ZRANGE', win, 0, 0, 'WITHSCORES')
-  return {0, tonumber(oldest[2]) + per_ms - now}
+  local oldest = tonumber(redis.call('ZRANGE', win, 0, 0, 'WITHSCORES')[2])
+  -- Every slot still in flight: it frees when a call ends, so ask again soon.
+  if oldest > now then return {0, 50} end
+  return {0, oldest + per_ms - now}
 end
 if max_fly > 0 then
   redis.call('ZREMRANGEBYSCORE', fly, '-inf', now)
@@ -66,8 +71,8 @@ if max_fly > 0 then
   redis.call('ZADD', fly, now + lease_ms, member)
   redis.call('PEXPIRE', fly, lease_ms * 2)
 end
-redis.call('ZADD', win, now, member)
-redis.call('PEXPIRE', win, math.ceil(per_ms * 2) + 1000)
+redis.call('ZADD', win, now + lease_ms, member)
+redis.call('PEXPIRE', win, math.ceil(per_ms * 2) + lease_ms + 1000)
 redis.call('INCR', grants)
 if quota >= 0 then
   redis.call('INCR', day)
@@ -104,6 +109,12 @@ return until_ms
 """
 
 QuotaSeed = Callable[[LimitSpec, str], int]
+
+
+def window_ms(spec: LimitSpec) -> int:
+    """The window in whole milliseconds, rounded up: a window shorter than the vendor's (1/15 s
+    cut to 66 ms) would let a call through that the vendor still counts in its window."""
+    return math.ceil(spec.per_seconds * 1000 - 1e-6)
 
 
 class _RedisPermit:
@@ -175,13 +186,14 @@ class RedisLimiter:
         quota = batch_quota(spec, realtime)
         unreachable_since: float | None = None
         while True:
-            now = self._server_now()
-            day, day_end = vendor_day(spec, now) if quota is not None else ("", 0.0)
-            day_start = day_end - spec.day_seconds if quota is not None else 0.0
-            keys = self._keys(spec, day)
             try:
+                # Inside the try: the first acquire of a process reads Redis's clock here.
+                now = self._server_now()
+                day, day_end = vendor_day(spec, now) if quota is not None else ("", 0.0)
+                day_start = day_end - spec.day_seconds if quota is not None else 0.0
+                keys = self._keys(spec, day)
                 status, wait_ms = self._acquire(keys=keys, args=[
-                    spec.requests, int(spec.per_seconds * 1000), spec.max_in_flight or 0, self.lease_ms, member,
+                    spec.requests, window_ms(spec), spec.max_in_flight or 0, self.lease_ms, member,
                     self.offset_ms, -1 if quota is None else quota, int(day_start * 1000), int(day_end * 1000),
                 ])
                 unreachable_since = None

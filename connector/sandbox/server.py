@@ -40,6 +40,9 @@ class LoggedRequest:
     status: int
     auth_fingerprint: str
     faulted: bool
+    # When the request reached the emulator (`at` is when its answer was ready): with both, tests
+    # count the calls in flight and the arrivals in a vendor window from the server's side.
+    started: float = 0.0
 
 
 class RequestLog:
@@ -136,6 +139,7 @@ def instrument(app: FastAPI, log: RequestLog, faults: FaultQueue) -> None:
         path = request.url.path
         if path.startswith(SANDBOX_PREFIX):
             return await call_next(request)
+        started = time.time()
         fault = faults.take(request.method, path)
         if fault is not None and fault.delay_seconds:
             await asyncio.sleep(fault.delay_seconds)
@@ -156,6 +160,7 @@ def instrument(app: FastAPI, log: RequestLog, faults: FaultQueue) -> None:
                     request.headers.get("authorization") or request.headers.get("x-api-key")
                 ),
                 faulted=fault is not None and bool(fault.status),
+                started=started,
             )
         )
         return response

@@ -1,129 +1,43 @@
-"""The shared Redis limiter under several real processes, against the 6sense emulator's own log."""
+"""The shared Redis limiter under faults, against the emulators' own logs.
+
+Guide tests 5 (a shared 429 cooldown, on three Celery workers) and 7 (a Redis outage, then latency,
+under a night through the pipeline), and the quota seeding of a missing day key. Tests 3 and 4
+(limits under unlimited demand) are in test_limits_at_scale.py.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
 from connector.errors import QuotaExhausted
+from connector.http import credential_tag
 from connector.limiter import LimitSpec
 from connector.limiter.redis import RedisLimiter
+from connector.models import LeadIdentity
+from connector.pipeline import RunReport, current_window, run_source
+from connector.providers.sixsense import SixSensePeopleFull
+from connector.sandbox.salesforce import SANDBOX_CLIENT_ID
 from connector.sandbox.server import Fault
 from connector.sandbox.sixsense import SANDBOX_API_TOKEN
+from connector.services import open_services
+from connector.sources.base import VendorContext
+from tests.distributed.conftest import wait_for
+from tests.distributed.test_celery_night import all_terminal, lead_states, window_args
+from tests.distributed.test_limits_at_scale import most_in_any_window
+from tests.reliability.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.redis
 REDIS = "redis://127.0.0.1:6379/0"
-HAMMER = Path(__file__).with_name("hammer.py")
-
-
-def hammer(box, *, processes: int, threads: int, seconds: float, requests: int, per_seconds: float,
-           prefix: str, key: str = "sixsense:shared", **extra) -> list[subprocess.Popen[str]]:
-    args = {"redis": REDIS, "prefix": prefix, "key": key, "requests": requests, "per_seconds": per_seconds,
-            "url": box.servers["sixsense"].base_url, "token": SANDBOX_API_TOKEN, "threads": threads,
-            "seconds": seconds, **extra}
-    return [subprocess.Popen([sys.executable, str(HAMMER), json.dumps(args)], stdout=subprocess.PIPE, text=True)
-            for _ in range(processes)]
-
-
-def results(procs: list[subprocess.Popen[str]]) -> list[dict]:
-    return [json.loads(p.communicate(timeout=60)[0].strip().splitlines()[-1]) for p in procs]
-
-
-def test_four_processes_share_one_token_window_without_a_429(make_sandbox):
-    box = make_sandbox(vendors=["sixsense"], extra={"sixsense": {"rate_limit": [10, 1], "enrichment_credits": 10**6}})
-    prefix = f"test:{uuid.uuid4().hex[:8]}"
-    seconds = 5.0
-    procs = hammer(box, processes=4, threads=4, seconds=seconds, requests=10, per_seconds=1.0, prefix=prefix)
-    done = results(procs)
-    entries = box["sixsense"].log.entries(path_prefix="/v2/people/full")
-    assert sum(r["429"] for r in done) == 0
-    assert [e.status for e in entries].count(429) == 0
-    stamps = sorted(e.at for e in entries)
-    for i, start in enumerate(stamps):
-        assert sum(1 for t in stamps[i:] if t - start < 1.0) <= 10, "a 1 s window held more than 10 calls"
-    # Throughput: the calls fill the allowed rate over the busy span.
-    span = stamps[-1] - stamps[0]
-    assert len(stamps) >= 0.95 * 10 * span, f"{len(stamps)} calls in {span:.2f} s at 10/s allowed"
-    # Every request the vendor saw passed the limiter: its grants equal the vendor's count.
-    limiter = RedisLimiter(REDIS, prefix=prefix)
-    assert limiter.grants("sixsense:shared") == len(entries) == sum(r["calls"] for r in done)
-
-
-def test_a_429_with_retry_after_pauses_every_worker(make_sandbox, make_settings, tmp_path):
-    from connector.models import LeadIdentity
-    from connector.providers.sixsense import SixSensePeopleFull
-    from connector.sources.base import VendorContext
-
-    box = make_sandbox(vendors=["sixsense"], extra={"sixsense": {"enrichment_credits": 10**6}})
-    box["sixsense"].faults.add(Fault(path_prefix="/v2/people/full", status=429, headers={"Retry-After": "2"},
-                                     body={"status": "error", "message": "Too Many Requests"}))
-    prefix = f"test:{uuid.uuid4().hex[:8]}"
-    settings = make_settings(box, f"sqlite:///{tmp_path / 'l.db'}")
-    providers = [SixSensePeopleFull(settings.providers.sixsense,
-                                    VendorContext(settings, RedisLimiter(REDIS, prefix=prefix))) for _ in range(3)]
-
-    def work(provider: SixSensePeopleFull, n: int) -> None:
-        for i in range(4):
-            provider.fetch(LeadIdentity(email=f"w{n}-{i}@globex.example"), deadline=time.time() + 30)
-
-    threads = [threading.Thread(target=work, args=(p, n)) for n, p in enumerate(providers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    entries = box["sixsense"].log.entries(path_prefix="/v2/people/full")
-    t429 = next(e.at for e in entries if e.status == 429)
-    assert not [e for e in entries if t429 + 0.1 < e.at < t429 + 1.95], "a worker called during the pause"
-    assert len([e for e in entries if e.status == 200]) == 12
-
-
-def test_a_lease_held_by_a_killed_worker_is_reclaimed(make_sandbox):
-    box = make_sandbox(vendors=["sixsense"])
-    prefix = f"test:{uuid.uuid4().hex[:8]}"
-    [holder] = hammer(box, processes=1, threads=1, seconds=60, requests=100, per_seconds=1.0, prefix=prefix,
-                      max_in_flight=1, lease=2, hold_forever=True)
-    assert json.loads(holder.stdout.readline()) == {"holding": True}
-    limiter = RedisLimiter(REDIS, prefix=prefix, lease_seconds=2)
-    spec = LimitSpec(key="sixsense:shared", requests=100, per_seconds=1.0, max_in_flight=1)
-    holder.send_signal(signal.SIGKILL)
-    holder.wait()
-    killed = time.time()
-    with limiter.acquire(spec, deadline=killed + 10):
-        reclaimed_after = time.time() - killed
-    assert reclaimed_after <= 2 + 1.0
-
-
-def test_the_daily_quota_resets_exactly_once_across_midnight_gmt():
-    seconds, micros = redis.Redis.from_url(REDIS).time()
-    server_now = seconds + micros / 1e6
-    midnight = datetime.fromtimestamp(server_now, timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    target = (midnight + timedelta(days=1)).timestamp() - 1.5  # 23:59:58.5 GMT on the limiter's clock
-    limiter = RedisLimiter(REDIS, prefix=f"test:{uuid.uuid4().hex[:8]}", clock_offset_seconds=target - server_now)
-    spec = LimitSpec(key="slintel:k", requests=1000, per_seconds=1.0, daily_quota=5, quota_timezone="UTC")
-    granted, refused = 0, 0
-    end = time.time() + 4.0  # 23:59:58.5 -> 00:00:02.5
-    while time.time() < end:
-        try:
-            limiter.acquire(spec).release()
-            granted += 1
-        except QuotaExhausted:
-            refused += 1
-            time.sleep(0.05)
-    assert granted == 10, "one reset at midnight GMT: 5 calls on each side, no more"
-    assert refused > 0
+NIGHT = {"done(written)": 21, "skipped(invalid_email)": 3, "skipped(no_match)": 4}
 
 
 def test_a_missing_day_key_is_seeded_from_the_ledger():
@@ -141,6 +55,74 @@ def test_a_missing_day_key_is_seeded_from_the_ledger():
     assert len(seeds) == 1 and limiter.used_today(spec) == 5
 
 
+def test_a_call_that_outlives_the_window_keeps_its_slot_until_it_ends():
+    """The vendor counts a call when it arrives, which can be any time up to its end (a thread that
+    sends late, a slow network). So a call still running when its window has passed keeps its slot:
+    the next grant comes one window after that call ended, not one window after it was granted."""
+    limiter = RedisLimiter(REDIS, prefix=f"test:{uuid.uuid4().hex[:8]}", lease_seconds=5)
+    spec = LimitSpec(key="slow:k", requests=1, per_seconds=0.2)
+    first = limiter.acquire(spec)
+    granted: list[float] = []
+
+    def second_call() -> None:
+        with limiter.acquire(spec, deadline=time.time() + 5):
+            granted.append(time.time())
+
+    waiter = threading.Thread(target=second_call)
+    waiter.start()
+    time.sleep(0.35)  # the first call runs past its 0.2 s window
+    ended = time.time()
+    first.release()
+    waiter.join(timeout=5)
+    assert granted, "the second call was never granted"
+    assert granted[0] >= ended + 0.2 - 0.005, f"granted {granted[0] - ended:+.3f} s after the first call ended"
+
+
+# ---- guide test 5 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_a_429_with_retry_after_7_stops_three_workers_for_7_s_and_every_lead_is_written_once(
+        make_sandbox, cluster, postgres_url):
+    """A night on 3 Celery workers (batches of 4 leads, so all three enrich at once). 6sense answers
+    one call `429 Retry-After: 7`: from then on no worker sends 6sense anything for 7 s, calls
+    resume within 1 s of the pause's end, and the night ends with every lead written once."""
+    box = make_sandbox(extra={"sixsense": {"latency_seconds": 0.1}})
+    # The fault's seeded generator (probability 0.2, seed 10) picks the 8th call: the workers are busy by then.
+    box["sixsense"].faults.add(Fault(path_prefix="/v2/people/full", status=429, headers={"Retry-After": "7"},
+                                     body={"status": "error", "message": "Too Many Requests"},
+                                     probability=0.2, seed=10, count=1))
+    c = cluster(box, celery={"batch_size": 4})
+    for _ in range(3):
+        c.start_worker(concurrency=1)
+    # All three take batches from the start: the night is sent once every worker answers a ping.
+    wait_for(lambda: len(c.app.control.ping(timeout=0.5)) == 3, timeout=60, on_timeout=c.logs)
+    c.send("connector.poll_source", "salesforce", *window_args())
+    wait_for(lambda: all_terminal(postgres_url, 28), timeout=90, on_timeout=c.logs)
+
+    entries = box["sixsense"].log.entries()
+    [hit] = [e for e in entries if e.status == 429]
+    before = [e for e in entries if e.started < hit.started]
+    # Calls granted before the pause was set may still arrive within 0.1 s of the 429.
+    during = [e for e in entries if hit.at + 0.1 < e.started < hit.at + 7.0]
+    after = sorted(e.started for e in entries if e.started >= hit.at + 7.0)
+    assert len(before) == 7
+    assert during == [], "a worker called 6sense during the pause"
+    assert after and after[0] <= hit.at + 8.0, "calls did not resume within 1 s of the pause's end"
+    assert lead_states(postgres_url) == Counter(NIGHT)
+    writes = Counter(w["id"] for w in box["salesforce"].applied_writes)
+    assert len(writes) == 21 and max(writes.values()) == 1, "a lead was written twice (or not at all)"
+    for worker in c.workers:
+        c.kill(worker)  # the night is over: no need for a warm shutdown
+    on_the_wire = [e for e in entries if hit.at <= e.started <= hit.at + 0.1 and e is not hit]
+    print(f"\n429: {len(before)} calls before it, {len(on_the_wire)} within 0.1 s of it, {len(during)} during the "
+          f"7 s, {len(after)} after; "
+          f"first call {after[0] - hit.at:.2f} s after the 429")
+
+
+# ---- guide test 7 ---------------------------------------------------------------------------------
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -156,42 +138,85 @@ def _start_redis(port: int, tmp: Path) -> subprocess.Popen[bytes]:
             return proc
         except redis.ConnectionError:
             time.sleep(0.05)
+    proc.kill()
     raise RuntimeError("test redis did not start")
 
 
-def test_redis_down_means_no_call_without_a_grant_and_recovery_without_a_step(make_sandbox, tmp_path):
-    box = make_sandbox(vendors=["sixsense"], extra={"sixsense": {"enrichment_credits": 10**6, "rate_limit": [20, 1]}})
+@pytest.fixture
+def redis_behind_proxy(tmp_path: Path):
+    """A test-owned redis-server on a random port (never the machine's), reached through a TCP proxy."""
     port = _free_port()
     server = _start_redis(port, tmp_path)
-    limiter = RedisLimiter(f"redis://127.0.0.1:{port}/0", prefix="t", unreachable_wait_seconds=30,
-                           socket_timeout=0.5)
-    spec = LimitSpec(key="sixsense:outage", requests=20, per_seconds=1.0, max_in_flight=4)
-    stop = time.time() + 8
-    calls: list[float] = []
-
-    def work() -> None:
-        with httpx.Client(base_url=box.servers["sixsense"].base_url,
-                          headers={"Authorization": f"Token {SANDBOX_API_TOKEN}"}) as client:
-            n = 0
-            while time.time() < stop:
-                with limiter.acquire(spec, deadline=stop + 30):
-                    client.post("/v2/people/full", data={"email": f"o{n}@globex.example"})
-                    calls.append(time.time())
-                n += 1
-
-    worker = threading.Thread(target=work)
-    worker.start()
-    time.sleep(1.5)
-    server.send_signal(signal.SIGKILL)
+    with TcpProxy(port, name="redis") as proxy:
+        yield port, proxy
+    server.kill()
     server.wait()
-    down_at = time.time()
-    time.sleep(3)
-    server = _start_redis(port, tmp_path)
-    up_at = time.time()
-    worker.join(timeout=60)
-    server.terminate()
-    assert not [t for t in calls if down_at + 0.6 < t < up_at], "a call was made while Redis was down"
-    assert [t for t in calls if t > up_at], "the worker did not recover by itself"
-    assert [t for t in calls if t < down_at]
-    statuses = [e.status for e in box["sixsense"].log.entries(path_prefix="/v2/people/full")]
-    assert statuses.count(429) == 0, "a vendor limit was exceeded around the outage"
+
+
+def test_redis_down_10_s_then_slow_no_call_without_a_grant_and_the_night_ends_whole(
+        make_sandbox, make_settings, tmp_path, redis_behind_proxy):
+    """A night through the pipeline on the Redis limiter (6sense at 6 calls/s on both sides). Mid-run
+    the proxy cuts Redis off for 10 s, then adds 500 ms to every reply for 3 s; meanwhile a fresh
+    process (its limiter never reached Redis) starts a 6sense call. No vendor call starts while
+    Redis is away, every call had a grant, no limit is exceeded, everyone resumes by itself and
+    the night ends with every lead written exactly once."""
+    port, proxy = redis_behind_proxy
+    box = make_sandbox(extra={"sixsense": {"rate_limit": [6, 1], "enrichment_credits": 10**6}})
+    prefix = f"test:{uuid.uuid4().hex[:8]}"
+    settings = make_settings(box, f"sqlite:///{tmp_path / 'ledger.db'}",
+                             limiter={"url": f"redis://{proxy.address}/0", "prefix": prefix},
+                             providers={"sixsense": {"rate_limit": {"requests": 6, "per_seconds": 1}}})
+    services = open_services(settings, auto_migrate=True)
+    reports: list[RunReport | None] = []
+    night = threading.Thread(target=lambda: reports.append(run_source(
+        settings, services.ledger, services.limiter, "salesforce", window=current_window(settings),
+        context=services.context())), daemon=True)
+    late: list[object] = []
+
+    def late_starter() -> None:
+        provider = SixSensePeopleFull(settings.providers.sixsense, VendorContext(settings, RedisLimiter(
+            settings.limiter.url, prefix=prefix, unreachable_wait_seconds=30)))
+        try:
+            late.append(provider.fetch(LeadIdentity(email="late.starter@globex.example"), deadline=time.time() + 60))
+        except Exception as exc:  # noqa: BLE001  (the assertion below shows it)
+            late.append(exc)
+
+    sixsense = box["sixsense"].log
+    night.start()
+    wait_for(lambda: len(sixsense.entries()) >= 4, timeout=30)
+    proxy.drop()
+    down = time.time()
+    time.sleep(1.0)
+    starter = threading.Thread(target=late_starter, daemon=True)
+    starter.start()
+    time.sleep(max(0.0, down + 10.0 - time.time()))
+    proxy.set_latency(downstream=0.5)
+    proxy.restore()
+    up = time.time()
+    time.sleep(3.0)
+    proxy.set_latency()
+    slow_until = time.time()
+    night.join(timeout=90)
+    starter.join(timeout=30)
+
+    calls = sixsense.entries() + box["salesforce"].log.entries()
+    assert not [e for e in calls if down + 0.25 < e.started < up], "a vendor call was made while Redis was away"
+    assert [e for e in sixsense.entries() if e.started < down] and \
+        [e for e in sixsense.entries() if up < e.started < slow_until], "no 6sense call before the cut or while slow"
+    assert isinstance(late[0], dict), f"the process that started during the outage did not recover: {late[0]!r}"
+    # Every call had a grant (a grant whose reply the cut lost is counted without a call).
+    limiter = RedisLimiter(f"redis://127.0.0.1:{port}/0", prefix=prefix)
+    sixsense_grants = limiter.grants(f"sixsense:{credential_tag(SANDBOX_API_TOKEN)}")
+    salesforce_grants = limiter.grants(f"salesforce:{credential_tag(SANDBOX_CLIENT_ID)}")
+    assert len(sixsense.entries()) <= sixsense_grants
+    assert len(box["salesforce"].log.entries()) <= salesforce_grants
+    assert [e.status for e in calls].count(429) == 0
+    assert most_in_any_window([e.started for e in sixsense.entries()], 1.0) <= 6
+    [report] = reports
+    assert report is not None and report.states == NIGHT
+    writes = Counter(w["id"] for w in box["salesforce"].applied_writes)
+    assert len(writes) == 21 and max(writes.values()) == 1
+    print(f"\noutage: {len(sixsense.entries())} 6sense calls / {sixsense_grants} grants, "
+          f"{len(box['salesforce'].log.entries())} Salesforce calls / {salesforce_grants} grants, "
+          f"{len([e for e in sixsense.entries() if up < e.started < slow_until])} 6sense calls while slow, "
+          f"first call {min(e.started for e in calls if e.started > up) - up:.2f} s after Redis came back")
