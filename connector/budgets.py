@@ -31,10 +31,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Budgets:
-    """The budgets of one run's paid calls. `night`: the night's date for a nightly run."""
+    """The budgets of one run's paid calls. `night`: the night's date for a batch run;
+    `realtime`: the webhook, which may spend the `limiter.realtime_reserve` share of the month's
+    budget that batch runs leave to it."""
 
     settings: Settings
     night: str | None = None
+    realtime: bool = False
 
     def periods(self, provider: Provider) -> list[BudgetPeriod]:
         if provider.credit_pool is None:
@@ -46,7 +49,10 @@ class Budgets:
         budget = getattr(getattr(self.settings.providers, section, None), "budgets", {}).get(short)
         setting = f"providers.{section}.budgets.{short}"
         now = datetime.now(UTC)
-        periods = [BudgetPeriod(f"month:{now:%Y-%m}", budget.per_month if budget else None, f"{setting}.per_month")]
+        month = budget.per_month if budget else None
+        if month is not None and not self.realtime:
+            month = int(month * (1 - self.settings.limiter.realtime_reserve))
+        periods = [BudgetPeriod(f"month:{now:%Y-%m}", month, f"{setting}.per_month")]
         if self.night is not None:
             periods.append(BudgetPeriod(f"night:{self.night}", budget.per_night if budget else None,
                                         f"{setting}.per_night"))

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import ssl
 import time
@@ -140,7 +142,11 @@ class MeteredHttp:
 
 def metered_http(context: Any, *, client: httpx.Client, spec: LimitSpec, classify: Classifier,
                  policy: RetryPolicy = RetryPolicy()) -> MeteredHttp:
-    """A MeteredHttp wired to a VendorContext: its time scale, real-time share and spend recording."""
+    """A MeteredHttp wired to a VendorContext: its time scale, real-time share and spend recording.
+    A spec with a daily quota keeps `limiter.realtime_reserve` of it for the webhook (unless it
+    sets its own share)."""
+    if spec.daily_quota and not spec.realtime_reserve:
+        spec = dataclasses.replace(spec, realtime_reserve=context.settings.limiter.realtime_reserve)
     record = context.record_call if (spec.daily_quota and context.record_call) else None
     return MeteredHttp(client=client, limiter=context.limiter, spec=spec, classify=classify, policy=policy,
                        time_scale=context.settings.time_scale, realtime=context.realtime,

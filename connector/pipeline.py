@@ -264,7 +264,8 @@ class SourceRun:
         self.source_name = rt.source.name
         self.enricher = Enricher(ledger=rt.ledger, providers=rt.providers,
                                  claim_ttl=timedelta(seconds=min(rt.settings.claim_ttl_seconds, 30)),
-                                 budgets=Budgets(rt.settings, night=batch_night(window)).periods)
+                                 budgets=Budgets(rt.settings, night=batch_night(window),
+                                                 realtime=via == "webhook").periods)
         self.progress = progress or (lambda done, total: None)
         self.done = 0
         self.total = 0

@@ -241,3 +241,55 @@ def test_the_plan_sets_the_credits_needed_against_every_budget_and_balance(
     # nothing was spent: no paid call reached either vendor
     assert box["sixsense"].credits_spent["enrichment"] == 0 and box["slintel"].credits_spent == 0
     assert [e.path for e in box["slintel"].log.entries()] == ["/v2.0/api-credits"]
+
+
+def test_the_webhook_keeps_its_share_of_each_daily_quota_and_month_budget(make_sandbox, make_settings, ledger_url):
+    """limiter.realtime_reserve: batch runs leave that share of a vendor's daily quota and of each
+    month's credit budget to the webhook."""
+    from connector.budgets import Budgets  # noqa: PLC0415
+
+    box = make_sandbox(vendors=["slintel"], extra={"slintel": {"daily_limit": 10}})
+    settings = make_settings(box, ledger_url, limiter={"realtime_reserve": 0.2},
+                             providers={"slintel": {"daily_limit": 10, **_budget("credits", per_month=5)}})
+    ledger = open_ledger(ledger_url, auto_migrate=True)
+    limiter = MemoryLimiter()
+    companies = [LeadIdentity(email=f"ann@{d}") for d in (
+        "acme-robotics.com", "globex.example", "initech.example", "umbrella.example", "6sense.com", "hooli.example")]
+
+    def ask(realtime: bool, leads: list[LeadIdentity]) -> list[Any]:
+        provider = PROVIDERS["slintel_company"](VendorContext(settings, limiter, realtime=realtime))
+        try:
+            enricher = Enricher(ledger=ledger, providers={"slintel_company": provider},
+                                budgets=Budgets(settings, realtime=realtime).periods)
+            return enricher.answer_many("slintel_company", leads, deadline=time.time() + 30)
+        finally:
+            provider.close()
+
+    batch = ask(False, companies)
+    paid = [o for o in batch if isinstance(o, ProviderAnswer) and o.credits]
+    assert len(paid) == 4  # 80% of the month's 5 credits
+    refused = [o for o in batch if isinstance(o, QuotaExhausted)]
+    assert refused and all("per_month" in o.message for o in refused)
+    assert len(paid) + len(refused) + sum(1 for o in batch if isinstance(o, ProviderAnswer) and not o.matched) == 6
+    waiting = next(lead for lead, o in zip(companies, batch, strict=True) if isinstance(o, QuotaExhausted))
+    webhook = ask(True, [waiting])
+    assert isinstance(webhook[0], ProviderAnswer) and webhook[0].credits == 1  # the reserved credit
+    assert box["slintel"].credits_spent == 5
+
+    # The daily quota: 10 calls a day, of which batch callers may make 8.
+    quota = PROVIDERS["slintel_company"](VendorContext(settings, limiter))
+    try:
+        calls = 0
+        with pytest.raises(QuotaExhausted):
+            for _ in range(20):
+                quota.remaining_credits(deadline=time.time() + 10)
+                calls += 1
+    finally:
+        quota.close()
+    assert calls >= 1 and len(box["slintel"].log.entries()) == 8  # batch callers stop at 80% of the day's 10
+    live = PROVIDERS["slintel_company"](VendorContext(settings, limiter, realtime=True))
+    try:
+        live.remaining_credits(deadline=time.time() + 10)  # the webhook still gets its share
+    finally:
+        live.close()
+    assert len(box["slintel"].log.entries()) == 9 and all(e.status == 200 for e in box["slintel"].log.entries())

@@ -224,6 +224,7 @@ class HubSpotSource:
             per_seconds=settings.rate_limit.per_seconds / self.time_scale,
             daily_quota=int(settings.daily_limit * (1 - settings.daily_reserve_fraction)),
             quota_timezone=settings.account_timezone, day_seconds=86400.0 / self.time_scale,
+            realtime_reserve=context.settings.limiter.realtime_reserve,
         )
         self.search_spec = LimitSpec(key=f"hubspot-search:{tag}", requests=settings.search_rate_limit.requests,
                                      per_seconds=settings.search_rate_limit.per_seconds / self.time_scale)

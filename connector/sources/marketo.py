@@ -141,6 +141,7 @@ class MarketoSource:
             per_seconds=settings.rate_limit.per_seconds / self.time_scale, max_in_flight=settings.max_in_flight,
             daily_quota=int(settings.daily_quota * (1 - settings.daily_reserve_fraction)),
             quota_timezone=MARKETO_TIMEZONE, day_seconds=86400.0 / self.time_scale,
+            realtime_reserve=context.settings.limiter.realtime_reserve,
         )
         # Identity calls count against no Marketo limit; they are paced like the REST calls.
         self.identity_spec = LimitSpec(key=f"marketo-identity:{tag}", requests=settings.rate_limit.requests,

@@ -27,6 +27,7 @@ from connector.limiter.redis import RedisLimiter
 from connector.sandbox.server import LoggedRequest
 from connector.sandbox.sixsense import SANDBOX_API_TOKEN
 from connector.sandbox.slintel import SANDBOX_API_KEY
+from connector.settings import LimiterSettings
 
 pytestmark = pytest.mark.redis
 REDIS = "redis://127.0.0.1:6379/0"
@@ -237,8 +238,8 @@ def test_slintel_compound_limits_hold_under_unlimited_demand_and_a_killed_holder
 def test_slintel_daily_quota_resets_exactly_once_across_midnight_gmt(make_sandbox, write_config, hammers):
     """A daily limit of 40 on both sides and unlimited demand from 3 processes x 8 threads across
     23:59:30 -> 00:00:30 GMT (the vendor's day compressed 15 times: 4 s; the emulator's and the
-    limiter's clocks shifted there, nothing sleeps till midnight). Exactly 40 calls on each GMT day
-    by the emulator's clock, the second 40 only after midnight, no 429."""
+    limiter's clocks shifted there, nothing sleeps till midnight). Exactly the batch share of 40 calls on each GMT day
+    by the emulator's clock less the webhook's share (36), the second day's only after midnight, no 429."""
     scale, quota = 15.0, 40
     day = 86400 / scale
     box = make_sandbox(vendors=["slintel"], time_scale=scale,
@@ -262,13 +263,16 @@ def test_slintel_daily_quota_resets_exactly_once_across_midnight_gmt(make_sandbo
     for v in vendor:
         per_day[math.floor(v / day)] = per_day.get(math.floor(v / day), 0) + 1
     assert [e.status for e in entries].count(429) == 0
-    assert sorted(per_day.items()) == [(round(midnight / day) - 1, quota), (round(midnight / day), quota)]
+    # Batch callers stop at the quota less the share kept for the webhook (limiter.realtime_reserve).
+    batch_share = int(quota * (1 - LimiterSettings().realtime_reserve))
+    assert batch_share < quota
+    assert sorted(per_day.items()) == [(round(midnight / day) - 1, batch_share), (round(midnight / day), batch_share)]
     assert all(r is not None and set(r) <= {"no_match", "quota"} for r in done), done
     assert sum(r.get("quota", 0) for r in done) > 0, "the demand never met the quota"
     first_after = min(v for v in vendor if v >= midnight)
     assert most_in_any_window([e.started for e in entries], 1 / scale) <= 10
     grants = RedisLimiter(REDIS, prefix=prefix).grants(f"slintel:{credential_tag(SANDBOX_API_KEY)}")
-    assert grants == len(entries) == 2 * quota
+    assert grants == len(entries) == 2 * batch_share
     print(f"\nmidnight: {per_day[round(midnight / day) - 1]} calls before it, {per_day[round(midnight / day)]} after, "
           f"the first {(first_after - midnight) * scale:.2f} vendor s after 00:00:00; "
           f"{sum(r.get('quota', 0) for r in done)} quota refusals before the wire")
