@@ -30,7 +30,7 @@ import yaml
 from sqlmodel import func, select
 
 from connector.ledger import open_ledger
-from connector.ledger.tables import Lead
+from connector.ledger.tables import Lead, LeadEvent, SyncRun
 from connector.sandbox import Sandbox, deep_merge
 from connector.sandbox.seed import seed_companies
 from connector.settings import bundled_path, load_settings
@@ -116,6 +116,11 @@ def main() -> None:
                 buckets[int(t - stamps[0])] = buckets.get(int(t - stamps[0]), 0) + 1
             print("calls per second:", [buckets.get(i, 0) for i in range(int(stamps[-1] - stamps[0]) + 1)])
             print(f"first call {stamps[0] - started:.1f} s after the kick-off, last {stamps[-1] - started:.1f} s")
+            with ledger.session() as s:
+                run_started = s.exec(select(func.min(SyncRun.started_at))).one()
+                first_claim = s.exec(select(func.min(LeadEvent.at)).where(LeadEvent.state == "enriching")).one()
+            print(f"run row {run_started.timestamp() - started:.2f} s, first claim {first_claim.timestamp() - started:.2f} s "
+                  "after the kick-off")
         print(f"6sense calls per vendor hour while calling: {len(calls) / busy_hours:.0f} "
               f"= {len(calls) / busy_hours / binding:.3f} of the limit (target >= 0.95)")
     finally:
