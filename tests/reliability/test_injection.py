@@ -215,3 +215,20 @@ def test_a_mapping_naming_a_field_the_crm_lacks_fails_in_build_runtime_before_an
 
 
 _serial = itertools.count()
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=hostile_text)
+@example(value="' OR Id != null OR Name = 'y")
+def test_the_soql_quoting_the_source_uses_keeps_any_string_one_literal(value):
+    """Record ids are validated before they reach SOQL, so hostile text never gets that far; the
+    quoting underneath (simple-salesforce's format_soql, as SalesforceSource.read calls it) must
+    still hold for any string: the emulator's parser reads exactly one literal equal to the input."""
+    from simple_salesforce.format import format_soql  # noqa: PLC0415
+
+    soql = format_soql("SELECT Id, Email FROM Lead WHERE Id IN {ids}", ids=[value])
+    fields, where, query = _shape(soql)
+    assert fields == ["Id", "Email"]
+    assert (where.field_token.text, where.op) == ("Id", "IN")
+    assert [lit.value for lit in where.literals] == [value]
+    assert [lit.kind for lit in where.literals] == ["string"]
