@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,8 @@ def test_workers_racing_for_the_last_credits_never_pass_the_month_budget(make_sa
 
     paid = [o for o in outcomes if isinstance(o, ProviderAnswer) and o.credits]
     refused = [o for o in outcomes if isinstance(o, QuotaExhausted)]
-    assert box["sixsense"].credits_spent["enrichment"] <= budget
+    batch_share = int(budget * (1 - settings.limiter.realtime_reserve))  # the rest is the webhook's
+    assert box["sixsense"].credits_spent["enrichment"] <= batch_share
     assert sum(o.credits for o in paid) == box["sixsense"].credits_spent["enrichment"]
     assert refused and all(o.reason == "credits_exhausted" and "per_month" in o.message for o in refused)
     # every lead got an answer or a refusal; none of the refused ones reached the vendor
@@ -115,7 +116,7 @@ def test_workers_racing_for_the_last_credits_never_pass_the_month_budget(make_sa
         == len(emails)
     assert len(box["sixsense"].log.entries(path_prefix="/v1/enrichment/people")) == len(emails) - len(refused)
     [month] = open_ledger(ledger_url).budget_use(pool="sixsense:enrichment")
-    assert month.period.startswith("month:") and month.cap == budget
+    assert month.period.startswith("month:") and month.cap == batch_share
     assert month.used == box["sixsense"].credits_spent["enrichment"]  # reservations settled to the real spend
 
 
@@ -209,11 +210,9 @@ def test_migration_0002_carries_the_charges_already_made_into_the_pool_ledger(le
             "('sixsense', 'sixsense:people_full', 'judy@6sense.com', 'sixsense:enrichment', 'matched', '', '', "
             ":at, :at, 1, 1), "
             "('sixsense_score', 'sixsense:people_score', 'judy@6sense.com', NULL, 'matched', '', '', :at, NULL, 0, 1)"),
-            {"at": "2026-11-20 01:00:00"})
+            {"at": datetime(2026, 11, 20, 1, tzinfo=UTC)})
     engine.dispose()
     ledger = open_ledger(ledger_url, auto_migrate=True)
-    from datetime import datetime  # noqa: PLC0415
-
     charged = ledger.charged_since(pool="sixsense:enrichment", keys=["judy@6sense.com", "bob@x.com"],
                                    since=datetime(2026, 11, 1, tzinfo=UTC))
     assert charged == {"judy@6sense.com"}
