@@ -740,12 +740,29 @@ def run_source(
     via: str = "night", progress: Progress | None = None, context: VendorContext | None = None,
     submit: Submit | None = None,
 ) -> RunReport | None:
-    """Run one source inside `window`; None when this night's run for the source already exists.
-    With `submit`, polled batches are handed to workers instead of processed here."""
-    run = ledger.start_run(run_key=f"{source_name}:{window.key}", source=source_name, kind=window.kind,
-                           window_start=window.start, window_end=window.end)
+    """Run one source inside `window`; None when this night's run for the source already exists
+    (finished, or polled by a live poller). A run whose poller died (its poll claim expired) is
+    taken over and polled again from the cursor: what was already queued is skipped by the lead
+    claims. With `submit`, polled batches are handed to workers instead of processed here."""
+    run_key = f"{source_name}:{window.key}"
+    poll_ttl = timedelta(seconds=settings.claim_ttl_seconds)
+    run = (ledger.start_run(run_key=run_key, source=source_name, kind=window.kind, window_start=window.start,
+                            window_end=window.end, poll_ttl=poll_ttl)
+           or ledger.take_over_run(run_key=run_key, ttl=poll_ttl))
     if run is None:
-        return None
+        return None  # the run finished, or its poller is alive: a duplicate kick-off
+    assert run.id is not None
+    run_id = run.id
+    with keep_alive(lambda: ledger.refresh_poll(run_id=run_id, ttl=poll_ttl), every=poll_ttl.total_seconds() / 3,
+                    name="poll-claim"):
+        return _run_source(settings, ledger, limiter, source_name, run, window=window, via=via, progress=progress,
+                           context=context, submit=submit)
+
+
+def _run_source(
+    settings: Settings, ledger: Ledger, limiter: Limiter, source_name: str, run: SyncRun, *, window: Window,
+    via: str, progress: Progress | None, context: VendorContext | None, submit: Submit | None,
+) -> RunReport:
     assert run.id is not None
     started = time.monotonic()
     report = RunReport(source_name, run.id, run.run_key, window)

@@ -98,7 +98,8 @@ def runtime(source: str) -> Runtime:
 
 @app.task(name="connector.sweep")
 def sweep() -> int:
-    """Queue again the leads whose task was lost or whose worker died (their claim expired)."""
+    """Queue again the leads whose task was lost or whose worker died (their claim expired), and
+    the polls whose poller died."""
     svc = services()
     now = datetime.now(timezone.utc)
     queued_before = now - timedelta(seconds=svc.settings.celery.queued_grace_seconds)
@@ -113,6 +114,13 @@ def sweep() -> int:
             for start in range(0, len(ids), size):
                 process_batch.apply_async(args=[source, run_id, ids[start : start + size]], queue=Queue.NIGHT.value)
                 requeued += len(ids[start : start + size])
+    for run in svc.ledger.runs_with_lost_poller(now=now):
+        if run.source in enabled_sources(svc.settings) and run.window_end > now:
+            # Its poller died mid-poll: a new poll_source takes the run over from the cursor.
+            log.warning("run %s lost its poller; polling it again", run.run_key)
+            poll_source.apply_async(args=[run.source, run.kind, run.run_key.split(":", 1)[1],
+                                          run.window_start.isoformat(), run.window_end.isoformat()],
+                                    queue=Queue.NIGHT.value)
     if requeued:
         log.info("sweeper queued %d lead(s) again", requeued)
     return requeued

@@ -84,9 +84,11 @@ class Ledger(CreditAccounts):
     # ---- runs and cursors -------------------------------------------------------------------
 
     def start_run(
-        self, *, run_key: str, source: str, kind: str, window_start: datetime, window_end: datetime
+        self, *, run_key: str, source: str, kind: str, window_start: datetime, window_end: datetime,
+        poll_ttl: timedelta | None = None,
     ) -> SyncRun | None:
-        """Create the run, or return None when `run_key` already exists (a duplicate kick-off)."""
+        """Create the run, or return None when `run_key` already exists (a duplicate kick-off).
+        `poll_ttl`: the run polls, and its creator holds the poll claim that long."""
         now = utcnow()
         stmt = (
             self._insert(SyncRun)
@@ -99,6 +101,7 @@ class Ledger(CreditAccounts):
                 window_end=window_end,
                 started_at=now,
                 report={},
+                poll_claimed_until=now + poll_ttl if poll_ttl else None,
             )
             .on_conflict_do_nothing(index_elements=["run_key"])
             .returning(SyncRun.id)
@@ -113,7 +116,30 @@ class Ledger(CreditAccounts):
             run = s.get(SyncRun, run_id)
             assert run is not None
             run.status, run.report, run.finished_at = status, report, utcnow()
+            run.poll_claimed_until = None
             s.add(run)
+
+    def take_over_run(self, *, run_key: str, ttl: timedelta) -> SyncRun | None:
+        """Take a run whose poller died (still `running`, its poll claim expired) and hold its
+        poll claim; None when the run finished or its poller is alive (a duplicate kick-off)."""
+        now = utcnow()
+        with self.session() as s:
+            taken = s.connection().execute(
+                update(SyncRun).where(SyncRun.run_key == run_key, SyncRun.status == "running",
+                                      col(SyncRun.poll_claimed_until) < now)
+                .values(poll_claimed_until=now + ttl).returning(SyncRun.id)).first()
+            return s.get(SyncRun, taken[0]) if taken else None
+
+    def refresh_poll(self, *, run_id: int, ttl: timedelta) -> None:
+        with self.session() as s:
+            s.connection().execute(update(SyncRun).where(col(SyncRun.id) == run_id, SyncRun.status == "running")
+                                   .values(poll_claimed_until=utcnow() + ttl))
+
+    def runs_with_lost_poller(self, *, now: datetime) -> list[SyncRun]:
+        """Runs still polling on paper whose poller stopped renewing its claim."""
+        with self.session() as s:
+            return list(s.exec(select(SyncRun).where(SyncRun.status == "running",
+                                                     col(SyncRun.poll_claimed_until) < now)))
 
     def runs(self, *, limit: int = 20) -> list[SyncRun]:
         with self.session() as s:

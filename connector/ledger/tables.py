@@ -55,6 +55,10 @@ class SyncRun(SQLModel, table=True):
     started_at: datetime = _ts(nullable=False)
     finished_at: datetime | None = _ts()
     report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The poller's claim, renewed while it polls: a run still `running` whose claim expired lost
+    # its poller (a killed worker), and the next kick-off or sweep takes the run over. NULL for
+    # runs that poll nothing (webhook, re-sync).
+    poll_claimed_until: datetime | None = _ts()
 
 
 class SourceCursor(SQLModel, table=True):

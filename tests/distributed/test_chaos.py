@@ -12,9 +12,8 @@ its claims expire (`claim_ttl_seconds`) and the sweeper (sent every second, as b
 those leads again; its unacknowledged messages come back past the visibility timeout; its limiter
 leases expire (`limiter.lease_seconds`, 3 s here: at the 60 s default one dead worker can hold
 all 8 of 6sense's in-flight slots for a minute, and the night stalls). The kills start once the
-poller has queued every batch: a poller killed mid-poll is not recovered within the night (a
-redelivered `poll_source` finds the run exists and returns), so its remaining leads would wait for
-the next night's poll.
+poller has queued every batch; a poller killed mid-poll has a test of its own (the last one here):
+its poll claim expires, the sweeper sends the poll again and the new poller takes the run over.
 
 Test 2, slow task vs visibility timeout: the guide's 10 s timeout and 15 s write, on the real clock
 (the compressed vendor clock does not apply to the broker). The second delivery finds the leads
@@ -246,3 +245,51 @@ def test_a_write_slower_than_the_visibility_timeout_is_delivered_twice_and_appli
           f"its reads {[round(r - write_done, 1) for r in reads]} s from the end of the {SLOW_WRITE_SECONDS:g} s "
           f"write; {len(writes_sent)} write sent, {sum(applied.values())} records applied once each, "
           f"{sum(confirmed.values())} field writes confirmed once each")
+
+
+def test_a_poller_killed_mid_poll_is_taken_over_and_no_lead_waits_for_the_next_night(make_sandbox, cluster,
+                                                                                     postgres_url):
+    """The worker polling the CRM dies between two pages. Its poll claim on the run stops being
+    renewed; the sweeper sees it expire and sends the poll again; the new poller takes the run over
+    from the cursor. Every lead of the night ends terminal, each record written once, one run."""
+    box = make_sandbox(time_scale=CHAOS_TIME_SCALE, extra={"sixsense": {"enrichment_credits": 10**6}})
+    crm = box["salesforce"]
+    domains = sorted(d for d, c in seed_companies().items() if not c.blank_answer)
+    extra = 400
+    for i in range(extra):
+        crm.add_lead(FirstName=f"Poll{i}", LastName="Lead", Company="Poll Co", Country="US",
+                     Email=f"poll{i}@{domains[i % len(domains)]}")
+    expected = extra + SEEDED_WRITTEN + SEEDED_SKIPPED
+    # Pages of 200: the poller records the first, then waits 30 s for the second (we kill it then).
+    crm.faults.add(Fault(path_prefix="/services/data/v59.0/query/01g", status=0, delay_seconds=30))
+    c = cluster(box, time_scale=CHAOS_TIME_SCALE, claim_ttl_seconds=3, limiter={"lease_seconds": 3},
+                celery={"batch_size": 50, "sweep_every_seconds": 1},
+                sources={"salesforce": {"query_page_size": 200}})
+    poller = c.start_worker(concurrency=1)
+    c.send("connector.poll_source", "salesforce", *window_args())
+    wait_for(lambda: 0 < sum(state_counts(postgres_url).values()) < expected, timeout=30, on_timeout=c.logs)
+    time.sleep(1.0)  # the poller is waiting on the second page
+    assert run_status(postgres_url) == "running"
+    c.kill(poller)
+    polled_before_kill = sum(state_counts(postgres_url).values())
+    assert polled_before_kill < expected
+
+    for _ in range(2):
+        c.start_worker(concurrency=2)
+    deadline = time.monotonic() + 90
+    counts = state_counts(postgres_url)
+    while not all_terminal(counts, expected):
+        assert time.monotonic() < deadline, f"the night did not finish: {counts}\n{c.logs()}"
+        c.send("connector.sweep")
+        time.sleep(1.0)
+        counts = state_counts(postgres_url)
+    c.drain()
+
+    leads, writes, runs = ledger_rows(postgres_url)
+    assert len(runs) == 1 and runs[0].status == "dispatched"  # one run, taken over, finished
+    assert len(leads) == expected and all(lead.state in TERMINAL for lead in leads)
+    applied = Counter(w["id"] for w in crm.applied_writes)
+    assert len(applied) == extra + SEEDED_WRITTEN and max(applied.values()) == 1
+    assert "lost its poller" in c.logs(tail=None)
+    print(f"\npoller killed mid-poll: {polled_before_kill}/{expected} leads recorded before the kill; "
+          f"after the takeover {len(leads)} terminal, {sum(applied.values())} writes on {len(applied)} records")
