@@ -115,12 +115,14 @@ class MeteredHttp:
                     error = TransientError("the vendor did not answer in time (timeout)")
                 except httpx.TransportError as exc:
                     error = TransientError(f"connection to the vendor failed ({type(exc).__name__})")
+                if isinstance(error, RateLimited):
+                    # Paused before the permit goes back, so no worker is granted a call in between.
+                    pause = error.retry_after if error.retry_after is not None else self.spec.per_seconds
+                    self.limiter.pause(self.spec.key, pause)
             if error is None:
                 return response
             if isinstance(error, RateLimited):
                 limited_left -= 1
-                pause = error.retry_after if error.retry_after is not None else self.spec.per_seconds
-                self.limiter.pause(self.spec.key, pause)
                 if limited_left <= 0:
                     raise error
                 continue
