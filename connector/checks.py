@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from connector.decisions import DECIMAL_TYPES, INTEGER_TYPES, BadValue, canonical
+from connector.decisions import DECIMAL_TYPES, INTEGER_TYPES, canonical, refusal
 from connector.errors import ConnectorError
 from connector.ledger.tables import Enrichment
 from connector.mapping import FieldRule, Mapping
@@ -52,22 +52,23 @@ def _sampled_problems(services: Any, mapping: Mapping, target: str, rule: FieldR
                 candidate = rule.pick({path.provider: payload})
                 if candidate is None:
                     continue
-                try:
-                    value = canonical(candidate.value, crm_field)
-                except BadValue as exc:
-                    key = f"bad:{exc}"
-                    if key not in seen:
-                        seen.add(key)
+                problem = candidate.error or refusal(candidate.value, crm_field)
+                if problem is not None:
+                    if problem not in seen:
+                        seen.add(problem)
                         problems.append(f"{mapping.file}: field '{target}': a cached {path.provider} answer gives "
-                                        f"{str(candidate.value)[:40]!r}, which a {crm_field.type} field refuses "
-                                        f"({exc}) (fix: add a transform such as to_int, or map another path)")
+                                        f"{str(candidate.value)[:40]!r} from {path.text}, which the field refuses "
+                                        f"({problem}) (fix: add a transform such as to_int or map_values, add the "
+                                        "value in the CRM, or map another path)")
                     continue
+                value = canonical(candidate.value, crm_field)
                 if crm_field.type.lower() == "picklist" and crm_field.picklist_values and str(value) not in crm_field.picklist_values:
                     if str(value) not in seen:
                         seen.add(str(value))
                         problems.append(f"{mapping.file}: field '{target}': value {str(value)[:60]!r} from "
-                                        f"{path.text} is not an allowed picklist value (fix: add it to the picklist "
-                                        "in the CRM, or translate it with map_values)")
+                                        f"{path.text} is not one of the picklist's values; the CRM stores it (the "
+                                        "picklist is not restricted) but reports will not group it (fix: add it to "
+                                        "the picklist in the CRM, or translate it with map_values)")
     return problems
 
 

@@ -150,3 +150,20 @@ def test_the_sweeper_takes_a_lost_lead_back_once_per_grace_period(ledger_url):
     [lead] = ledger.find_leads(key="00Q000000000003AAA")
     assert lead.state == "new" and [e.via for e in ledger.lead_events(lead_id=lead.id)][-1] == "sweep"
     ledger.engine.dispose()
+
+
+def test_check_mappings_flags_a_cached_value_the_field_would_refuse(make_sandbox, write_config, tmp_path):
+    """After a night in which 6sense gave Globex 3 billion employees (refused as bad_value), the
+    mapping check names the field, the value, the range and the fix."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    box = make_sandbox()
+    globex = box["sixsense"].companies["globex.example"]
+    box["sixsense"].companies["globex.example"] = replace(
+        globex, firmographics={**globex.firmographics, "employeeCount": 3_000_000_000})
+    config = _config(box, write_config, f"sqlite:///{tmp_path / 'ledger.db'}")
+    assert connector("run", "--config", config, cwd=tmp_path).returncode == 0
+    result = connector("check-mappings", "--config", config, cwd=tmp_path)
+    message = " ".join((result.stdout + result.stderr).split())
+    assert "field 'NumberOfEmployees'" in message and "3000000000" in message
+    assert "-99,999,999 to 99,999,999" in message and "fix:" in message
