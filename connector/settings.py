@@ -80,13 +80,22 @@ class CreditBudget(_Model):
     per_month: int | None = Field(default=None, ge=0)
 
 
-def _check_budget_pools(section: str, budgets: dict[str, CreditBudget], pools: tuple[str, ...]) -> None:
-    for pool in budgets:
-        if pool not in pools:
-            raise ValueError(
-                f"providers.{section}.budgets.{pool}: {section} has no credit pool '{pool}'; "
-                f"use one of: {', '.join(pools)}"
-            )
+class _PaidVendor(_Model):
+    """A vendor whose credits may be budgeted, per credit pool (`credit_pools`)."""
+
+    section: ClassVar[str]
+    credit_pools: ClassVar[tuple[str, ...]] = ("credits",)
+    budgets: dict[str, CreditBudget] = {}
+
+    @model_validator(mode="after")
+    def _known_pools(self) -> _PaidVendor:
+        for pool in self.budgets:
+            if pool not in self.credit_pools:
+                raise ValueError(
+                    f"providers.{self.section}.budgets.{pool}: {self.section} has no credit pool '{pool}'; "
+                    f"use one of: {', '.join(self.credit_pools)}"
+                )
+        return self
 
 
 class SalesforceSettings(_Model):
@@ -111,7 +120,12 @@ class SalesforceSettings(_Model):
     daily_reserve_fraction: float = Field(default=0.2, ge=0, lt=1)
 
 
-class SixSenseSettings(_Model):
+class SixSenseSettings(_PaidVendor):
+    section: ClassVar[str] = "sixsense"
+    # Credit budgets (`budgets`) per pool: enrichment (people/full, people and company enrichment)
+    # and company_identification (IP lookups).
+    credit_pools: ClassVar[tuple[str, ...]] = ("enrichment", "company_identification")
+
     enabled: bool = True
     # 6sense serves its APIs from three hosts.
     scribe_url: str = "https://scribe.6sense.com"
@@ -132,15 +146,6 @@ class SixSenseSettings(_Model):
     custom_id: SecretStr | None = None
     # Lead Scoring answers are free and move faster than firmographics: reuse them this long.
     score_cache_days: int = Field(default=1, ge=0)
-    # Credit budgets per pool: enrichment (people/full, people and company enrichment) and
-    # company_identification (IP lookups).
-    budgets: dict[str, CreditBudget] = {}
-    credit_pools: ClassVar[tuple[str, ...]] = ("enrichment", "company_identification")
-
-    @model_validator(mode="after")
-    def _known_pools(self) -> "SixSenseSettings":
-        _check_budget_pools("sixsense", self.budgets, self.credit_pools)
-        return self
 
 
 class HubSpotSettings(_Model):
@@ -183,7 +188,9 @@ class MarketoSettings(_Model):
     write_batch_size: int = Field(default=300, ge=1, le=300)
 
 
-class SlintelSettings(_Model):
+class SlintelSettings(_PaidVendor):
+    section: ClassVar[str] = "slintel"
+
     enabled: bool = True
     base_url: str = "https://apiv2.slintel.com"
     api_key: SecretStr | None = None
@@ -197,17 +204,11 @@ class SlintelSettings(_Model):
     # Lead enrichment asks by email; when that finds nobody it tries these, in order (each try is
     # one more call against the daily limit, a no-match costs no credit).
     lead_fallbacks: list[Literal["linkedin_url", "name_company"]] = ["linkedin_url", "name_company"]
-    # Before a night the account's api-credits are read; the night never spends more than that.
-    budgets: dict[str, CreditBudget] = {}
-    credit_pools: ClassVar[tuple[str, ...]] = ("credits",)
-
-    @model_validator(mode="after")
-    def _known_pools(self) -> "SlintelSettings":
-        _check_budget_pools("slintel", self.budgets, self.credit_pools)
-        return self
 
 
-class ContactsApiSettings(_Model):
+class ContactsApiSettings(_PaidVendor):
+    section: ClassVar[str] = "contacts_api"
+
     enabled: bool = True
     base_url: str = "https://api.contacts.example"
     api_token: SecretStr | None = None
@@ -220,13 +221,6 @@ class ContactsApiSettings(_Model):
     # contacts_people: only these departments (the API's vocabulary, e.g. executive, finance,
     # information_technology); empty = any department.
     decision_maker_departments: list[str] = []
-    budgets: dict[str, CreditBudget] = {}
-    credit_pools: ClassVar[tuple[str, ...]] = ("credits",)
-
-    @model_validator(mode="after")
-    def _known_pools(self) -> "ContactsApiSettings":
-        _check_budget_pools("contacts_api", self.budgets, self.credit_pools)
-        return self
 
 
 class SourcesSettings(_Model):
