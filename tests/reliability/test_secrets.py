@@ -18,6 +18,7 @@ import ast
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import traceback
@@ -448,3 +449,21 @@ def test_every_secret_comparison_in_the_connector_uses_hmac_compare_digest():
 
 def teardown_module() -> None:
     print("\nsecret canaries:", dict(sorted(MEASURED.items())))
+
+
+CANARY_VALUE = re.compile(r"CANARY[A-Z0-9_]+[0-9a-f]{20}")
+
+
+def test_pytests_own_output_of_the_canary_tests_holds_no_canary(tmp_path):
+    """The pytest output of the canary tests themselves (run in a subprocess at DEBUG, every log
+    line printed live, the captured output of passing tests shown too) holds no canary value."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", f"{Path(__file__)}::test_an_unexpected_exception_carrying_a_secret_is_redacted_in_logs_and_ledger",
+         f"{Path(__file__)}::test_a_night_full_of_echoing_vendor_errors_timeouts_and_401s_leaks_no_canary[salesforce]",
+         "-p", "no:cacheprovider", "-rA", "-o", "log_cli=true", "--log-cli-level=DEBUG", "--basetemp", str(tmp_path / "t")],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=240, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "2 passed" in output and "DEBUG" in output  # the tests ran, and their debug logs were printed
+    assert CANARY_VALUE.findall(output) == []
