@@ -70,19 +70,18 @@ from connector.errors import (
     TransientError,
 )
 from connector.http import (
-    MeteredHttp,
     RetryPolicy,
     build_httpx_client,
     credential_tag,
     metered_http,
     retry_after_seconds,
 )
-from connector.limiter import Limiter, LimitSpec, vendor_day
+from connector.limiter import LimitSpec, vendor_day
 from connector.models import LeadIdentity
 from connector.providers.base import ChargedPerAnswer
 from connector.providers.sixsense import company_domain, normalise_linkedin_url, valid_email
 from connector.registry import register_provider
-from connector.settings import Settings, SlintelSettings
+from connector.settings import SlintelSettings
 from connector.sources.base import VendorContext
 
 CREDIT_POOL = "slintel:credits"
@@ -252,10 +251,14 @@ class _SlintelEndpoint(ChargedPerAnswer):
     def credit_key(self, identity: LeadIdentity) -> str | None:
         return self.lookup_key(identity)
 
+    def api_credits(self, *, deadline: float | None) -> dict[str, int]:
+        """{"available_credits", "consumed_credits"} from GET /v2.0/api-credits, through the shared
+        limiter: the call counts toward the day's 10,000."""
+        return parse_api_credits(self.http.request("GET", API_CREDITS_PATH, deadline=deadline).text)
+
     def remaining_credits(self, *, deadline: float | None) -> int:
-        """Credits still available on the account (GET /v2.0/api-credits, through the shared
-        limiter: it counts toward the day's 10,000). Read before each night (connector/budgets.py)."""
-        return parse_api_credits(self.http.request("GET", API_CREDITS_PATH, deadline=deadline).text)["available_credits"]
+        """Credits still available on the account; read before each night (connector/budgets.py)."""
+        return self.api_credits(deadline=deadline)["available_credits"]
 
     def lookup_key(self, identity: LeadIdentity) -> str | None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -363,32 +366,9 @@ def create_slintel_company_provider(context: VendorContext) -> SlintelCompany:
 # --- the pre-night credit check --------------------------------------------------------------
 
 
-def api_credits(settings: Settings, *, limiter: Limiter | None = None, deadline: float | None = None) -> dict[str, int]:
-    """{"available_credits", "consumed_credits"} from GET /v2.0/api-credits. The call passes the
-    limiter (pass the shared one so it counts toward the day's 10,000); errors as the providers'."""
-    from connector.limiter import MemoryLimiter
-
-    slintel = settings.providers.slintel
-    key = require_key(slintel)
-    spec = slintel_limit_spec(slintel, key, settings.time_scale)
-    client = build_httpx_client(slintel.http, base_url=slintel.base_url, headers={"x-api-key": key}, max_connections=1)
-    http = MeteredHttp(client=client, limiter=limiter or MemoryLimiter(), spec=spec,
-                       classify=lambda r: classify_response(r, spec=spec, time_scale=settings.time_scale),
-                       time_scale=settings.time_scale)
-    try:
-        return parse_api_credits(http.request("GET", API_CREDITS_PATH, deadline=deadline).text)
-    finally:
-        http.close()
-
-
 def parse_api_credits(text: str) -> dict[str, int]:
     body = parse_json(text)
     try:
         return {"available_credits": int(body["available_credits"]), "consumed_credits": int(body["consumed_credits"])}
     except (KeyError, TypeError, ValueError):
         raise TransientError("Slintel's api-credits answer lacks available_credits/consumed_credits") from None
-
-
-def remaining_credits(settings: Settings, *, limiter: Limiter | None = None, deadline: float | None = None) -> int:
-    """Credits still available on the Slintel account (for a pre-night check)."""
-    return api_credits(settings, limiter=limiter, deadline=deadline)["available_credits"]

@@ -488,20 +488,20 @@ def test_slintel_search_never_returns_a_masked_email(emulators, make_provider):
 
 
 def test_slintel_remaining_credits_reads_api_credits(emulators, settings, make_provider):
-    from connector.providers.slintel import api_credits, parse_json, remaining_credits
+    from connector.providers.slintel import parse_json
 
     emulator = emulators["slintel"]
     limiter = MemoryLimiter()
-    assert remaining_credits(settings, limiter=limiter) == emulator.available_credits
+    assert make_provider("slintel", limiter=limiter).remaining_credits(deadline=None) == emulator.available_credits
     make_provider("slintel_company").fetch(ADAPTERS["slintel_company"].match, deadline=None)
-    assert api_credits(settings) == {"available_credits": emulator.available_credits,
-                                     "consumed_credits": emulator.consumed_credits}
+    assert make_provider("slintel_company").api_credits(deadline=None) == {
+        "available_credits": emulator.available_credits, "consumed_credits": emulator.consumed_credits}
     assert limiter.used_today(make_provider("slintel").http.spec) == 1  # it counts toward the day
     assert parse_json('{"available_credits": 10, "consumed_credits": 90,\n}') == {
         "available_credits": 10, "consumed_credits": 90}  # the doc's own sample
     emulator.faults.add(Fault(path_prefix="/v2.0/api-credits", status=403, body={"message": "Forbidden"}))
     with pytest.raises(ConfigError, match="providers.slintel.api_key"):
-        remaining_credits(settings)
+        make_provider("slintel").remaining_credits(deadline=None)
 
 
 def test_slintel_daily_quota_is_kept_by_the_limiter(emulators, tmp_path, make_provider):
