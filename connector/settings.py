@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -70,6 +78,15 @@ class RateLimit(_Model):
 
     requests: int = Field(gt=0)
     per_seconds: float = Field(gt=0)
+
+
+def required_secret(value: SecretStr | None, setting: str) -> str:
+    """The secret `setting` (a dotted path such as providers.slintel.api_key) holds, or a
+    ConfigError naming the setting and its environment variable when it is unset or blank."""
+    if value is None or not value.get_secret_value().strip():
+        env = "CONNECTOR_" + setting.replace(".", "__").upper()
+        raise ConfigError(f"{setting} is not set", fix=f"set it in the settings file or as {env}")
+    return value.get_secret_value()
 
 
 class CreditBudget(_Model):

@@ -61,7 +61,7 @@ from connector.models import LeadIdentity
 from connector.providers.base import ChargedPerAnswer
 from connector.providers.sixsense import company_domain
 from connector.registry import register_provider
-from connector.settings import ContactsApiSettings
+from connector.settings import ContactsApiSettings, required_secret
 from connector.sources.base import VendorContext
 
 TOKEN_SETTING = "providers.contacts_api.api_token"
@@ -119,10 +119,7 @@ def classify_response(response: httpx.Response, *, time_scale: float) -> Connect
 
 
 def require_token(settings: ContactsApiSettings) -> str:
-    if settings.api_token is None or not settings.api_token.get_secret_value().strip():
-        raise ConfigError(f"{TOKEN_SETTING} is not set",
-                          fix="set it in the settings file or as CONNECTOR_PROVIDERS__CONTACTS_API__API_TOKEN")
-    return settings.api_token.get_secret_value()
+    return required_secret(settings.api_token, TOKEN_SETTING)
 
 
 def contacts_limit_spec(settings: ContactsApiSettings, token: str, time_scale: float) -> LimitSpec:

@@ -108,7 +108,7 @@ from connector.limiter import LimitSpec
 from connector.models import LeadIdentity
 from connector.providers.base import ChargedPerAnswer
 from connector.registry import register_provider
-from connector.settings import SixSenseSettings
+from connector.settings import SixSenseSettings, required_secret
 from connector.sources.base import VendorContext
 from connector.transforms import is_empty
 
@@ -185,12 +185,7 @@ def valid_email(raw: str) -> str:
 
 
 def require_token(settings: SixSenseSettings) -> str:
-    if settings.api_token is None or not settings.api_token.get_secret_value().strip():
-        raise ConfigError(
-            f"{TOKEN_SETTING} is not set",
-            fix="set it in the settings file or as CONNECTOR_PROVIDERS__SIXSENSE__API_TOKEN",
-        )
-    return settings.api_token.get_secret_value()
+    return required_secret(settings.api_token, TOKEN_SETTING)
 
 
 def sixsense_limit_spec(settings: SixSenseSettings, token: str, time_scale: float) -> LimitSpec:

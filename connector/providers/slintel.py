@@ -81,7 +81,7 @@ from connector.models import LeadIdentity
 from connector.providers.base import ChargedPerAnswer
 from connector.providers.sixsense import company_domain, normalise_linkedin_url, valid_email
 from connector.registry import register_provider
-from connector.settings import SlintelSettings
+from connector.settings import SlintelSettings, required_secret
 from connector.sources.base import VendorContext
 
 CREDIT_POOL = "slintel:credits"
@@ -114,10 +114,7 @@ def fold(text: str) -> str:
 
 
 def require_key(settings: SlintelSettings) -> str:
-    if settings.api_key is None or not settings.api_key.get_secret_value().strip():
-        raise ConfigError(f"{KEY_SETTING} is not set",
-                          fix="set it in the settings file or as CONNECTOR_PROVIDERS__SLINTEL__API_KEY")
-    return settings.api_key.get_secret_value()
+    return required_secret(settings.api_key, KEY_SETTING)
 
 
 def slintel_limit_spec(settings: SlintelSettings, key: str, time_scale: float) -> LimitSpec:
