@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from connector.budgets import budget_refusal
@@ -48,6 +48,17 @@ class NeedsCredits:
     pool: str
     credits: int
     key: str
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """One round of paid lookups as the budgets allow it."""
+
+    to_call: list[str]
+    refused: list[str] = field(default_factory=list)
+    refused_by: BudgetPeriod | None = None  # the budget that refused them
+    periods: list[BudgetPeriod] = field(default_factory=list)
+    credits: int = 0  # reserved now, settled once the answers show what they cost
 
 
 class Enricher:
@@ -141,9 +152,7 @@ class Enricher:
         rows = self.ledger.answers_for(endpoint=provider.endpoint, keys=[k for k in keys if k])
         now = datetime.now(timezone.utc)
         credit_keys = {k: provider.credit_key(i) or k for k, i in zip(keys, identities, strict=True) if k}
-        free_again = self.ledger.charged_since(pool=provider.credit_pool, keys=list(set(credit_keys.values())),
-                                               since=now - (provider.charge_window or NO_RECHARGE_EVER)) \
-            if provider.charge_window != timedelta(0) else set()
+        free_again = self._charged_in_window(provider, list(set(credit_keys.values())), now)
         out: list[Outcome | NeedsCredits] = []
         first_ask: set[str] = set()
         for key in keys:
@@ -216,25 +225,24 @@ class Enricher:
         credit_keys = {key: provider.credit_key(identity) or key for key, identity in owned.items()}
         pending = list(owned)
         while pending:
-            to_call, refused, periods, reserved = self._reserve(provider, {k: credit_keys[k] for k in pending})
-            outcomes.update(self._call_round(name, provider, owned, to_call, credit_keys, token, periods, reserved,
-                                             deadline, executor))
-            if refused and not to_call:
-                assert provider.credit_pool is not None and refused[1] is not None
-                error = budget_refusal(provider.credit_pool, refused[1])
-                outcomes.update({key: error for key in refused[0]})
+            allowed = self._reserve(provider, {k: credit_keys[k] for k in pending})
+            outcomes.update(self._call_round(name, provider, owned, credit_keys, token, allowed, deadline, executor))
+            if allowed.refused and not allowed.to_call:
+                assert provider.credit_pool is not None and allowed.refused_by is not None
+                error = budget_refusal(provider.credit_pool, allowed.refused_by)
+                outcomes.update({key: error for key in allowed.refused})
                 self.ledger.release_lookups(endpoint=provider.endpoint, token=token,
-                                            details={key: error.message for key in refused[0]})
+                                            details={key: error.message for key in allowed.refused})
                 break
-            pending = refused[0] if refused else []
+            pending = allowed.refused
         return outcomes
 
     def _call_round(
-        self, name: str, provider: Provider, owned: dict[str, LeadIdentity], to_call: list[str],
-        credit_keys: dict[str, str], token: str, periods: list[BudgetPeriod], reserved: int,
-        deadline: float | None, executor: Executor | None,
+        self, name: str, provider: Provider, owned: dict[str, LeadIdentity], credit_keys: dict[str, str],
+        token: str, allowed: Reservation, deadline: float | None, executor: Executor | None,
     ) -> dict[str, Outcome]:
         outcomes: dict[str, Outcome] = {}
+        to_call = allowed.to_call
         if not to_call:
             return outcomes
 
@@ -275,9 +283,9 @@ class Enricher:
             if status == "matched":
                 outcomes[key] = ProviderAnswer(name, payload, credits=charges.get(key, 0))
         spent = sum(charges.values())
-        if periods and provider.credit_pool:
-            self.ledger.release_credits(pool=provider.credit_pool, periods=periods, unused=reserved - spent,
-                                        now=datetime.now(timezone.utc))
+        if allowed.periods and provider.credit_pool:
+            self.ledger.release_credits(pool=provider.credit_pool, periods=allowed.periods,
+                                        unused=allowed.credits - spent, now=datetime.now(timezone.utc))
         calls = len(to_store) + sum(1 for e in to_release.values() if e)
         if calls:
             self.ledger.add_spend(vendor=name, pool=provider.credit_pool or "free",
@@ -286,14 +294,13 @@ class Enricher:
             self.credits[name] += spent
         return outcomes
 
-    def _reserve(self, provider: Provider, credit_keys: dict[str, str]
-                 ) -> tuple[list[str], tuple[list[str], BudgetPeriod | None] | None, list[BudgetPeriod], int]:
-        """Reserve the budgets' credits for the lookups that may be charged. Returns (keys to call,
-        (keys refused, the budget that refused them) or None, the budget periods, credits reserved)."""
+    def _reserve(self, provider: Provider, credit_keys: dict[str, str]) -> Reservation:
+        """Reserve the budgets' credits for the lookups that may be charged; a record charged
+        inside the vendor's no-recharge window reserves nothing."""
         pool = provider.credit_pool
         periods = self.budgets(provider) if pool else []
         if not periods or pool is None:
-            return list(credit_keys), None, [], 0
+            return Reservation(to_call=list(credit_keys))
         now = datetime.now(timezone.utc)
         free = self._charged_in_window(provider, list(set(credit_keys.values())), now)
         paying = [key for key, credit_key in credit_keys.items() if credit_key not in free]
@@ -301,8 +308,8 @@ class Enricher:
         reserved, limited_by = self.ledger.reserve_credits(pool=pool, periods=periods, wanted=len(paying) * cost,
                                                            now=now)
         refused = paying[reserved // cost:]
-        to_call = [key for key in credit_keys if key not in set(refused)]
-        return to_call, ((refused, limited_by) if refused else None), periods, reserved
+        return Reservation(to_call=[key for key in credit_keys if key not in set(refused)], refused=refused,
+                           refused_by=limited_by if refused else None, periods=periods, credits=reserved)
 
     def _charged_in_window(self, provider: Provider, credit_keys: list[str], now: datetime) -> set[str]:
         """The records the pool charged inside the vendor's no-recharge window (a re-ask is free)."""
