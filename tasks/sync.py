@@ -104,18 +104,20 @@ def sweep() -> int:
     now = datetime.now(timezone.utc)
     queued_before = now - timedelta(seconds=svc.settings.celery.queued_grace_seconds)
     requeued = 0
-    for source in enabled_sources(svc.settings):
+    sources = enabled_sources(svc.settings)
+    size = svc.settings.celery.batch_size
+    for source in sources:
         by_run: dict[int, list[str]] = defaultdict(list)
         for record_id, run_id in svc.ledger.requeue_stale_leads(source=source, queued_before=queued_before, now=now):
             if run_id is not None:
                 by_run[run_id].append(record_id)
+        submit = submit_batch(source)
         for run_id, ids in by_run.items():
-            size = svc.settings.celery.batch_size
             for start in range(0, len(ids), size):
-                process_batch.apply_async(args=[source, run_id, ids[start : start + size]], queue=Queue.NIGHT.value)
-                requeued += len(ids[start : start + size])
+                submit(run_id, ids[start : start + size])
+            requeued += len(ids)
     for run in svc.ledger.runs_with_lost_poller(now=now):
-        if run.source in enabled_sources(svc.settings) and run.window_end > now:
+        if run.source in sources and run.window_end > now:
             # Its poller died mid-poll: a new poll_source takes the run over from the cursor.
             log.warning("run %s lost its poller; polling it again", run.run_key)
             poll_source.apply_async(args=[run.source, run.kind, run.run_key.split(":", 1)[1],
