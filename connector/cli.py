@@ -28,7 +28,7 @@ from rich.table import Table
 from connector.errors import ConfigError, ConnectorError, InputError, MappingError
 from connector.ledger import Ledger, open_ledger
 from connector.ledger import migrate as migrate_ledger
-from connector.pipeline import RunReport, current_window, enabled_sources, run_source
+from connector.pipeline import RunReport, current_window, enabled_sources, planned_night, run_source
 from connector.redaction import install_log_redaction, redact, register_secrets
 from connector.services import open_services
 from connector.settings import Settings, load_settings
@@ -352,7 +352,7 @@ def plan(config: ConfigOption = None) -> None:
             services = open_services(settings)
             window = current_window(settings, scheduled=True)
             left = (window.end - datetime.now(timezone.utc)).total_seconds()
-            night = _planned_night(settings, window)
+            night = planned_night(settings, window)
             for source in enabled_sources(settings):
                 run = _dry_run(settings, services, source, None)
                 f = forecast(settings, source, run, night=night)
@@ -372,17 +372,6 @@ def plan(config: ConfigOption = None) -> None:
                 _print_credit_plan(f, night)
     except ConnectorError as exc:
         raise _fail(exc) from None
-
-
-def _planned_night(settings: Settings, window: Any) -> str:
-    """The night a plan is for: tonight's when inside the window, else the next one."""
-    from datetime import datetime, timedelta, timezone  # noqa: PLC0415
-
-    if window.kind == "night":
-        return f"{window.start:%Y-%m-%d}"
-    now = datetime.now(timezone.utc)
-    start = datetime.combine(now.date(), settings.window.start, tzinfo=timezone.utc)
-    return f"{start if start > now else start + timedelta(days=1):%Y-%m-%d}"
 
 
 def _print_credit_plan(f: Any, night: str) -> None:

@@ -76,6 +76,15 @@ def current_window(settings: Settings, now: datetime | None = None, *, scheduled
     return Window("manual", now, now + length, f"manual:{uuid.uuid4().hex[:12]}")
 
 
+def planned_night(settings: Settings, window: Window) -> str:
+    """The night a plan is for: `window`'s when it is tonight's, else the next one to start."""
+    if window.kind == "night":
+        return f"{window.start:%Y-%m-%d}"
+    now = datetime.now(timezone.utc)
+    start = datetime.combine(now.date(), settings.window.start, tzinfo=timezone.utc)
+    return f"{start if start > now else start + timedelta(days=1):%Y-%m-%d}"
+
+
 @dataclass
 class Runtime:
     """Everything one source's run needs, built from settings."""
