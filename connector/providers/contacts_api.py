@@ -14,16 +14,28 @@ emulator documents (connector/sandbox/contacts_api.py), as the only written cont
 
 Both providers share `providers.contacts_api` (settings_section="contacts_api") and one limiter key.
 
-- "contacts_company": the company at the lead's domain (its email's, or its website's when the
-  email is at a personal mail provider) through `tlds=<domain>`, `per_page=10`. `tlds` also
-  matches sub-domains (`x.acme.com` for `acme.com`), so the record whose `domain` equals the lead's
-  wins, else the first. Payload `{"company": {...}, "matches": <total>}`
-  (`contacts_company.company.industry`, `.employee_count`, `.annual_revenue`, `.location.city`).
-  Free (credit_pool None); cached `freshness_days`. Empty `data`: NoMatch.
+Lookup key: the lead's company domain, a registrable domain (connector/domains.py: its
+website's, else its email's unless that is free mail). A lead without one is never looked up: the
+doc calls `tlds` a "top-level domain filter" and the API matches it as a suffix, so `tlds=com`
+would answer with every .com company and the first of them is someone else's.
+
+Which company an answer is about: the doc shows no record. We read a company's `domain` (its
+`website` when it has no `domain`) and a contact's `company.domain` (its `email`'s domain when that
+is missing), as the emulator serves them, and compare registrable domains with the one asked.
+
+- "contacts_company": the company at the lead's domain through `tlds=<domain>`, `per_page=10`.
+  The record whose `domain` equals the asked one wins, else the first at the same registrable
+  domain (a sub-domain record such as `eu.acme.com`); an answer with none at that domain is
+  NoMatch naming the domains that came back, never "the first row". Payload
+  `{"company": {...}, "matches": <total>}` (`contacts_company.company.industry`,
+  `.employee_count`, `.annual_revenue`, `.location.city`). Free (credit_pool None); cached
+  `freshness_days`. Empty `data`: NoMatch.
 - "contacts_people": the decision makers at the lead's company: `tlds=<domain>`,
   `is_decision_maker=true` (the API marks c_suite, vp and director), `departments=` each of
   `decision_maker_departments` when set, `per_page=decision_makers_per_company` (default 3, at
-  most 100): one page, the API's own order. Keyed by the domain, so every lead at one company
+  most 100): one page, the API's own order; contacts at another registrable domain are dropped
+  (none left: NoMatch; the vendor has charged them all the same, and the ledger, which counts
+  only matched answers, does not see that charge). Keyed by the domain, so every lead at one company
   shares one answer (one paid page per company per `freshness_days`). Payload `{"contacts": [...],
   "decision_makers": ["Name (Title)", ...], "total", "credits_charged"}`
   (`contacts_people.decision_makers` with `join`, `contacts_people.contacts[seniority=c_suite].full_name`).
@@ -46,6 +58,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from connector.domains import company_domain, registrable_domain, same_registrable_domain
 from connector.errors import (
     ConfigError,
     ConnectorError,
@@ -59,7 +72,6 @@ from connector.http import RetryPolicy, build_httpx_client, credential_tag, mete
 from connector.limiter import LimitSpec
 from connector.models import LeadIdentity
 from connector.providers.base import ChargedPerAnswer
-from connector.providers.sixsense import company_domain
 from connector.registry import register_provider
 from connector.settings import ContactsApiSettings, required_secret
 from connector.sources.base import VendorContext
@@ -69,6 +81,39 @@ CREDIT_POOL = "contacts_api:credits"
 COMPANIES_PATH = "/v1/companies/search"
 CONTACTS_PATH = "/v1/contacts/search"
 MAX_PER_PAGE = 100
+NO_DOMAIN = "the lead has no company domain (no registrable website domain, no email domain but free mail)"
+
+
+def company_record_domain(row: dict[str, Any]) -> str:
+    return str(row.get("domain") or row.get("website") or "")
+
+
+def contact_company_domain(contact: dict[str, Any]) -> str:
+    company = contact.get("company")
+    domain = company.get("domain") if isinstance(company, dict) else None
+    if domain:
+        return str(domain)
+    email = str(contact.get("email") or "")
+    return email.rpartition("@")[2] if "@" in email else ""
+
+
+def pick_company(rows: list[dict[str, Any]], domain: str) -> dict[str, Any] | None:
+    """The record at exactly `domain`, else the first at its registrable domain, else None."""
+    for row in rows:
+        if company_record_domain(row).strip().lower() == domain:
+            return row
+    return next((r for r in rows if same_registrable_domain(domain, company_record_domain(r))), None)
+
+
+def answered_domains(domains: Any) -> str:
+    """A short, readable list of the (registrable) domains an answer was about."""
+    seen: list[str] = []
+    for raw in domains:
+        name = registrable_domain(raw) or (str(raw).strip()[:60] or "no domain")
+        if name not in seen:
+            seen.append(name)
+    shown = ", ".join(seen[:5])
+    return shown + (f" and {len(seen) - 5} more" if len(seen) > 5 else "")
 
 
 def error_items(response: httpx.Response) -> str:
@@ -153,7 +198,13 @@ class _ContactsEndpoint(ChargedPerAnswer):
         return classify_response(response, time_scale=self.time_scale)
 
     def lookup_key(self, identity: LeadIdentity) -> str | None:
-        return company_domain(identity) or None
+        return company_domain(identity.website, identity.email)
+
+    def domain_of(self, identity: LeadIdentity) -> str:
+        domain = self.lookup_key(identity)
+        if domain is None:
+            raise NoMatch(NO_DOMAIN)
+        return domain
 
     def credit_key(self, identity: LeadIdentity) -> str | None:
         return self.lookup_key(identity) if self.credit_pool else None
@@ -170,15 +221,16 @@ class ContactsCompany(_ContactsEndpoint):
     endpoint = "contacts_api:company"
 
     def fetch(self, identity: LeadIdentity, *, deadline: float | None) -> dict[str, Any]:
-        domain = company_domain(identity)
-        if not domain:
-            raise NoMatch("the lead has no company domain")
+        domain = self.domain_of(identity)
         body = self.search(COMPANIES_PATH, [("tlds", domain), ("per_page", "10")], deadline)
         rows = [r for r in body["data"] if isinstance(r, dict)]
         if not rows:
             raise NoMatch(f"contacts_api: no company at {domain} (empty data)")
-        exact = next((r for r in rows if str(r.get("domain", "")).lower() == domain), rows[0])
-        return {"company": exact, "matches": int((body.get("meta") or {}).get("total") or len(rows))}
+        company = pick_company(rows, domain)
+        if company is None:
+            raise NoMatch(f"contacts_api: asked for {domain}, the answer's companies are at "
+                          f"{answered_domains(company_record_domain(r) for r in rows)}")
+        return {"company": company, "matches": int((body.get("meta") or {}).get("total") or len(rows))}
 
 
 class ContactsPeople(_ContactsEndpoint):
@@ -201,19 +253,21 @@ class ContactsPeople(_ContactsEndpoint):
         return params
 
     def fetch(self, identity: LeadIdentity, *, deadline: float | None) -> dict[str, Any]:
-        domain = company_domain(identity)
-        if not domain:
-            raise NoMatch("the lead has no company domain")
+        domain = self.domain_of(identity)
         body = self.search(CONTACTS_PATH, self.params(domain), deadline)
-        contacts = [c for c in body["data"] if isinstance(c, dict)]
-        if not contacts:
+        returned = [c for c in body["data"] if isinstance(c, dict)]
+        if not returned:
             raise NoMatch(f"contacts_api: no decision makers at {domain} (empty data)")
+        contacts = [c for c in returned if same_registrable_domain(domain, contact_company_domain(c))]
+        if not contacts:
+            raise NoMatch(f"contacts_api: asked for decision makers at {domain}, the answer's contacts "
+                          f"work at {answered_domains(contact_company_domain(c) for c in returned)}")
         meta = body.get("meta") or {}
         return {
             "contacts": contacts,
             "decision_makers": [f"{c.get('full_name', '')} ({c.get('job_title', '')})".strip() for c in contacts],
             "total": int(meta.get("total") or len(contacts)),
-            "credits_charged": int(meta.get("credits_charged") or 0),
+            "credits_charged": int(meta.get("credits_charged") or len(returned)),
         }
 
 

@@ -11,10 +11,11 @@ Registered providers (name -> endpoint, host, credit pool):
   Answer `{"scores": [...]}`; an empty scores list is a no-match. Free answers are cached for
   `score_cache_days` (scores move faster than firmographics).
 - "sixsense_company": Company Firmographics v3, POST {api}/v1/enrichment/company, keyed by the
-  company DOMAIN: we send only `domain` (the lead's email domain, or its website's when the email is
-  at a personal mail provider), so 6sense charges the record "domain:<domain>" once per 30 days and
-  twenty leads at one company cost one credit, not twenty. Answer `{"company", "segments"}` with
-  the sample's camelCase keys (employeeCount/annualRevenue as numeric strings).
+  company DOMAIN: we send only `domain` (the registrable domain of the lead's email, or of its
+  website when the email is at a free-mail provider; connector/domains.py), so 6sense charges
+  the record "domain:<domain>" once per 30 days and twenty leads at one company cost one credit,
+  not twenty. Answer `{"company", "segments"}` with the sample's camelCase keys
+  (employeeCount/annualRevenue as numeric strings).
 - "sixsense_company_v2": Company Firmographics v2, POST {scribe}/v2/people/enrichment (email only,
   keyed by the normalised email); the same answer shape as v3. 6sense calls v3 the current version;
   v2 is kept for accounts whose token still points there.
@@ -88,6 +89,8 @@ from typing import Any, ClassVar
 
 import httpx
 
+from connector.domains import company_domain as lead_company_domain
+from connector.domains import registrable_domain
 from connector.errors import (
     ConfigError,
     ConnectorError,
@@ -118,15 +121,6 @@ ENRICHMENT_POOL = "sixsense:enrichment"
 IDENTIFICATION_POOL = "sixsense:company_identification"
 TOKEN_SETTING = "providers.sixsense.api_token"
 
-# Mail providers whose domain says nothing about the lead's company: a company lookup uses the
-# lead's website instead. Deliberately short; a miss only costs a no-match.
-PERSONAL_MAIL_DOMAINS = frozenset({
-    "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "msn.com",
-    "aol.com", "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.com", "gmx.de", "web.de",
-    "yandex.ru", "mail.ru", "qq.com", "163.com",
-})
-
-
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
@@ -146,24 +140,14 @@ def is_blank_answer(payload: dict[str, Any]) -> bool:
 
 
 def normalise_domain(raw: str) -> str:
-    """A bare host name: lower-cased, without scheme, "www.", path, port or trailing dot."""
-    domain = raw.strip().lower()
-    domain = re.sub(r"^[a-z][a-z0-9+.-]*://", "", domain)
-    domain = re.split(r"[/?#:]", domain, maxsplit=1)[0]
-    domain = domain.removeprefix("www.").rstrip(".")
-    return domain if "." in domain and " " not in domain else ""
+    """The registrable domain of a host or URL (connector/domains.py), "" when it has none."""
+    return registrable_domain(raw) or ""
 
 
 def company_domain(identity: LeadIdentity) -> str:
-    """The lead's company domain: its email's, unless that is a personal mail provider (or
-    missing), then its website's; "" when neither gives one."""
-    email = normalise_email(identity.email)
-    if email.count("@") == 1 and email.split("@")[0]:
-        domain = normalise_domain(email.split("@", 1)[1])
-        if domain and domain not in PERSONAL_MAIL_DOMAINS:
-            return domain
-    website = normalise_domain(identity.website)
-    return website if website not in PERSONAL_MAIL_DOMAINS else ""
+    """The lead's company domain (connector/domains.py: its website's, else its email's unless
+    that is free mail); "" when neither gives one."""
+    return lead_company_domain(identity.website, identity.email) or ""
 
 
 def normalise_linkedin_url(raw: str) -> str:

@@ -13,10 +13,16 @@ ONE limiter key per key: 10 calls per second, 10 in flight, 10,000 calls per GMT
   a name match can be a namesake, so operators who cannot accept that set `lead_fallbacks: []`.
   lookup_key: the normalised email, else "linkedin:<url>", else "name:<name>|<company>" (folded).
 - "slintel_company": company enrichment, GET {base}/v2.0/company/enrich, keyed by the company
-  domain (the lead's email domain, or its website's when the email is at a personal mail
-  provider) sent as `company_website`; only without a domain by `company_name` (lookup_key
-  "name:<folded name>"). Never both: a domain that misses must not silently become a name match
-  with another company of that name.
+  domain, a registrable domain (connector/domains.py: the lead's website's, else its email's
+  unless that is free mail) sent as `company_website`; only without a domain by `company_name`
+  (lookup_key "name:<folded name>"). Never both: a domain that misses must not silently become a
+  name match with another company of that name. An answer asked by domain must be about that
+  domain: its `company_website` (the doc sample's field, a bare domain) or, when that is blank,
+  its `company_homepage_url`, compared as registrable domains; otherwise (a missing one included)
+  it is NoMatch naming the domain that came back. The doc's own request shows why: asked for
+  `aliaxis.com`, it answers with the company at `slintel.com`. Slintel charges such an answer; the
+  ledger, which counts only matched answers, does not see that credit (the balance read before the
+  next night does).
 
 Answers. The payload is the `data` object itself (flat keys: `slintel.industry`,
 `slintel_company.company_size`), normalised as follows, raw values kept:
@@ -60,6 +66,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from connector.domains import company_domain, registrable_domain, same_registrable_domain
 from connector.errors import (
     ConfigError,
     ConnectorError,
@@ -79,7 +86,7 @@ from connector.http import (
 from connector.limiter import LimitSpec, vendor_day
 from connector.models import LeadIdentity
 from connector.providers.base import ChargedPerAnswer
-from connector.providers.sixsense import company_domain, normalise_linkedin_url, valid_email
+from connector.providers.sixsense import normalise_linkedin_url, valid_email
 from connector.registry import register_provider
 from connector.settings import SlintelSettings, required_secret
 from connector.sources.base import VendorContext
@@ -333,21 +340,31 @@ class SlintelCompany(_SlintelEndpoint):
     endpoint = "slintel:company"
 
     def lookup_key(self, identity: LeadIdentity) -> str | None:
-        domain = company_domain(identity)
+        domain = company_domain(identity.website, identity.email)
         if domain:
             return domain
         name = fold(identity.company)
         return f"name:{name}" if name else None
 
     def fetch(self, identity: LeadIdentity, *, deadline: float | None) -> dict[str, Any]:
-        domain = company_domain(identity)
+        domain = company_domain(identity.website, identity.email)
         params = {"company_website": domain} if domain else {"company_name": identity.company.strip()}
         if not any(params.values()):
             raise NoMatch("the lead has no company domain or name")
         data = self._data("/v2.0/company/enrich", params, deadline)
         if data is None:
             raise NoMatch(f"Slintel: empty data object (no match) by {next(iter(params))}")
+        if domain:
+            answered = answer_domain(data)
+            if not same_registrable_domain(domain, answered):
+                raise NoMatch(f"Slintel: asked for {domain}, answered with the company at "
+                              f"{registrable_domain(answered) or answered[:80] or 'no company_website'}")
         return normalise_answer(data)
+
+
+def answer_domain(data: dict[str, Any]) -> str:
+    """The domain a company answer is about: `company_website`, else `company_homepage_url`."""
+    return str(data.get("company_website") or data.get("company_homepage_url") or "").strip()
 
 
 @register_provider("slintel", settings_section="slintel")

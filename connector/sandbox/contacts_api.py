@@ -70,7 +70,9 @@ Choices
    * ``industries``: case-insensitive whole-value match on the company's industry.
    * ``tlds``: normalised (scheme, ``www.``, path, leading dot dropped, lower-cased); a company
      matches when its domain equals the value or ends with "." + value, so both
-     ``tlds=acme-robotics.com`` and ``tlds=com`` work.
+     ``tlds=acme-robotics.com`` and ``tlds=com`` work (the doc calls it a "top-level domain
+     filter"). A suffix such as ``com`` or ``.com`` therefore answers with every seeded .com
+     company, 6sense.com first: the answer a client must not take for the company it asked about.
    * ``technologies``: any overlap with the company's technologies, case-insensitive.
 9. Records (the doc shows none). Company: ``id`` ("cmp_" + 12 hex), ``name``, ``domain``,
    ``website``, ``industry``, ``employee_count``, ``annual_revenue``, ``location`` {``city``,

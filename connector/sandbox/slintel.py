@@ -68,7 +68,8 @@ Choices made where the doc is unclear or silent:
     dropped); it wins when it matches, else ``company_name`` (case/accent-insensitive) is tried;
     neither given -> 400. Name "6sense" finds the doc's sample (first in the directory).
 11. Doc samples served as they are, quirks included: ``company_website=slintel.com`` (and the doc's
-    own request, ``aliaxis.com``, which the doc answers with the slintel.com company) returns the
+    own request, ``aliaxis.com``, which the doc answers with the slintel.com company: an answer
+    about another domain than the one asked, which a client must check) returns the
     doc's company sample, ``last_funded_on`` as text ("Last 6 months"), the Twitter field holding
     a Facebook URL. Lead id ``5dc164616d4235090c39736b``, its LinkedIn URL and "Deepak Anchala" at
     "6sense" return the doc's lead sample: ``divison`` (sic), ``last_funded_on`` as epoch seconds.
